@@ -1,0 +1,37 @@
+import type { ParsedCredential } from '../../credentials/format.js'
+import { sha256 } from '../../credentials/mint.js'
+import type { Batcher } from '../../store/batcher.js'
+import type { ApiKeyState } from '../../store/queries.js'
+import { fail, Reason, type AuthResult } from '../outcome.js'
+import type { RoleTable } from '../principal.js'
+
+export interface ApiKeyAuthenticatorDeps {
+  /** Fresh state by hex SHA-256, batched per event-loop turn. */
+  states: Batcher<string, ApiKeyState>
+  roles: RoleTable
+}
+
+/** DESIGN.md 2.4 for API keys: SHA-256, one fresh indexed lookup, no bcrypt. */
+export function createApiKeyAuthenticator (deps: ApiKeyAuthenticatorDeps): (cred: ParsedCredential) => Promise<AuthResult> {
+  return async function authenticateApiKey (cred) {
+    const state = await deps.states.load(sha256(cred.value).toString('hex'))
+    if (state === undefined) return fail(Reason.unknown)
+    if (state.revoked) return fail(Reason.revoked)
+    if (state.expired) return fail(Reason.expired)
+    const eff = deps.roles.effective(state.role, state.permissions)
+    return {
+      ok: true,
+      principal: {
+        type: 'api_key',
+        credentialId: state.id,
+        prefix: state.prefix,
+        userId: null,
+        orgId: state.orgId,
+        role: state.role,
+        permissions: eff.list,
+        permissionsHeader: eff.header,
+        expiresAt: state.expiresAt
+      }
+    }
+  }
+}

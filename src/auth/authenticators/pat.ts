@@ -1,0 +1,110 @@
+import type { ParsedCredential } from '../../credentials/format.js'
+import type { Batcher } from '../../store/batcher.js'
+import type { Candidate, PrefixCache } from '../../store/prefix-cache.js'
+import type { PatState } from '../../store/queries.js'
+import type { BcryptPool } from '../bcrypt-pool.js'
+import type { Memo } from '../memo.js'
+import { fail, Reason, type AuthResult } from '../outcome.js'
+import type { RoleTable } from '../principal.js'
+
+export interface PatAuthenticatorDeps {
+  memo: Memo
+  bcrypt: BcryptPool
+  cache: PrefixCache
+  /** Candidates straight from PostgreSQL. */
+  loadCandidates: (prefix: string) => Promise<Candidate[]>
+  /** Fresh state, batched per event-loop turn. */
+  states: Batcher<string, PatState>
+  roles: RoleTable
+  onMemo?: (result: 'hit' | 'miss' | 'stale') => void
+}
+
+type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret
+
+/**
+ * DESIGN.md 2.4-2.6 for personal access tokens. Throws only the store's and
+ * the bcrypt pool's errors (503s); every other outcome is a result.
+ */
+export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: ParsedCredential) => Promise<AuthResult> {
+  const { memo, bcrypt, cache, roles, states } = deps
+  const onMemo = deps.onMemo ?? (() => {})
+
+  async function firstMatch (secret: string, list: readonly Candidate[], skip: ReadonlySet<string>): Promise<Candidate | null> {
+    for (const c of list) {
+      if (skip.has(c.id)) continue
+      if (await bcrypt.compare(secret, c.hash)) return c
+    }
+    return null
+  }
+
+  async function verifySecret (cred: ParsedCredential): Promise<SecretMatch> {
+    const cached = await cache.get(cred.prefix)
+    let list = cached
+    if (list === null) {
+      list = await deps.loadCandidates(cred.prefix)
+      void cache.set(cred.prefix, list)
+    }
+    const match = await firstMatch(cred.value, list, new Set())
+    if (match !== null) return match
+    let any = list.length > 0
+    if (cached !== null) {
+      // The cached list may predate a token minted since: ask PostgreSQL once.
+      const fresh = await deps.loadCandidates(cred.prefix)
+      void cache.set(cred.prefix, fresh)
+      const again = await firstMatch(cred.value, fresh, new Set(list.map(c => c.id)))
+      if (again !== null) return again
+      any = fresh.length > 0
+    }
+    return any ? Reason.badSecret : Reason.unknown
+  }
+
+  function decide (state: PatState): AuthResult {
+    if (state.revoked) return fail(Reason.revoked)
+    if (state.userStatus !== 'active') return fail(Reason.suspended)
+    if (state.role === null) return fail(Reason.notMember)
+    if (state.expired) return fail(Reason.expired)
+    const eff = roles.effective(state.role, state.permissions)
+    return {
+      ok: true,
+      principal: {
+        type: 'pat',
+        credentialId: state.id,
+        prefix: state.prefix,
+        userId: state.userId,
+        orgId: state.orgId,
+        role: state.role,
+        permissions: eff.list,
+        permissionsHeader: eff.header,
+        expiresAt: state.expiresAt
+      }
+    }
+  }
+
+  return async function authenticatePat (cred) {
+    const key = memo.key(cred.value)
+    if (memo.isNegative(key)) return fail(Reason.badSecret)
+    if (memo.enabled) {
+      const hit = memo.get(key)
+      if (hit !== undefined) {
+        const state = await states.load(hit.id)
+        if (state !== undefined && state.secretHash === hit.hash) {
+          onMemo('hit')
+          return decide(state)
+        }
+        onMemo('stale')
+        memo.delete(key)
+      } else {
+        onMemo('miss')
+      }
+    }
+    const match = await verifySecret(cred)
+    if (typeof match === 'string') {
+      memo.setNegative(key)
+      return fail(match)
+    }
+    memo.set(key, match)
+    const state = await states.load(match.id)
+    if (state === undefined || state.secretHash !== match.hash) return fail(Reason.unknown)
+    return decide(state)
+  }
+}

@@ -1,0 +1,52 @@
+import {
+  HG_ERR_AUTH_BUSY, HG_ERR_AUTH_EXPIRED, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID,
+  HG_ERR_AUTH_RATE_LIMITED, HG_ERR_STORE_UNAVAILABLE, type ErrorDef
+} from '../errors.js'
+import type { Principal } from './principal.js'
+
+/** Why a request was decided the way it was: the metrics' `reason` label and the log's `outcome`. */
+export const Reason = {
+  ok: 'ok',
+  public: 'public',
+  missing: 'missing',
+  malformed: 'malformed',
+  unknown: 'unknown',
+  badSecret: 'bad_secret',
+  revoked: 'revoked',
+  expired: 'expired',
+  suspended: 'suspended',
+  notMember: 'not_member',
+  forbidden: 'forbidden',
+  rateLimited: 'rate_limited',
+  unavailable: 'unavailable',
+  rejected: 'rejected',
+  passthrough: 'passthrough'
+} as const
+export type Reason = typeof Reason[keyof typeof Reason]
+
+export type AuthResult =
+  | { ok: true, principal: Principal }
+  | { ok: false, reason: Reason, error: ErrorDef }
+
+export const REASON_ERROR: Record<Exclude<Reason, 'ok' | 'public' | 'passthrough'>, ErrorDef> = {
+  missing: HG_ERR_AUTH_INVALID,
+  malformed: HG_ERR_AUTH_INVALID,
+  unknown: HG_ERR_AUTH_INVALID,
+  bad_secret: HG_ERR_AUTH_INVALID,
+  revoked: HG_ERR_AUTH_INVALID,
+  suspended: HG_ERR_AUTH_INVALID,
+  not_member: HG_ERR_AUTH_INVALID,
+  rejected: HG_ERR_AUTH_INVALID,
+  expired: HG_ERR_AUTH_EXPIRED,
+  forbidden: HG_ERR_AUTH_FORBIDDEN,
+  rate_limited: HG_ERR_AUTH_RATE_LIMITED,
+  unavailable: HG_ERR_STORE_UNAVAILABLE
+}
+
+export function fail (reason: Exclude<Reason, 'ok' | 'public' | 'passthrough'>, error?: ErrorDef): AuthResult {
+  return { ok: false, reason, error: error ?? REASON_ERROR[reason] }
+}
+
+export function busy (): AuthResult {
+  return { ok: false, reason: Reason.unavailable, error: HG_ERR_AUTH_BUSY }
+}

@@ -1,0 +1,75 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { CredentialKind } from '../credentials/format.js'
+import { forbiddenBody, RETRY_AFTER_SECONDS } from '../errors.js'
+import type { CredentialSource } from './credential-header.js'
+import { IdentityHeader } from './identity-headers.js'
+import type { Pipeline, PipelineResult } from './pipeline.js'
+import type { PolicyDecision } from './policy.js'
+import type { Principal } from './principal.js'
+
+/** What the auth hook decided, for the proxy (headers) and the request log. */
+export interface RequestAuth {
+  reason: string
+  kind: CredentialKind | null
+  prefix: string | null
+  principal: Principal | null
+  decision: PolicyDecision | null
+  credentialSource: CredentialSource | null
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    hg: RequestAuth | null
+  }
+}
+
+export interface AuthHookOptions {
+  pipeline: Pipeline
+  onDecision?: (result: PipelineResult, seconds: number) => void
+}
+
+function refuse (reply: FastifyReply, result: Extract<PipelineResult, { pass: false }>): FastifyReply {
+  const { error } = result
+  reply.code(error.status).header('content-type', 'application/json; charset=utf-8')
+  if (error.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+  if (result.retryAfter !== undefined) reply.header('retry-after', String(result.retryAfter))
+  if (result.requiredPermission !== undefined) {
+    reply.header(IdentityHeader.requiredPermission, result.requiredPermission)
+    return reply.send(forbiddenBody(result.requiredPermission))
+  }
+  return reply.send(error.body)
+}
+
+/**
+ * The access pipeline as an onRequest hook (bodies still stream). Registered
+ * inside the proxy's context only: ops and admin listeners never see it.
+ */
+export function registerAuthHook (app: FastifyInstance, opts: AuthHookOptions): void {
+  app.decorateRequest('hg', null)
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const start = performance.now()
+    const raw = request.raw
+    const result = await opts.pipeline.run({
+      method: raw.method ?? 'GET',
+      url: raw.url ?? '/',
+      headers: raw.headers,
+      rawHeaders: raw.rawHeaders,
+      ip: request.ip
+    })
+    opts.onDecision?.(result, (performance.now() - start) / 1000)
+    if (result.pass) {
+      request.hg = {
+        reason: result.reason,
+        kind: result.kind,
+        prefix: result.prefix,
+        principal: result.principal,
+        decision: result.decision,
+        credentialSource: result.credentialSource
+      }
+      return
+    }
+    request.hg = { reason: result.reason, kind: result.kind, prefix: result.prefix, principal: null, decision: null, credentialSource: null }
+    if (result.cause !== undefined) request.log.error({ err: result.cause }, 'authentication failed inside')
+    return refuse(reply, result)
+  })
+}

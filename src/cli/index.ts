@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+import { main } from './program.js'
+
+const code = await main(process.argv)
+if (code !== 0) process.exit(code)

@@ -1,0 +1,168 @@
+import { Command, CommanderError } from 'commander'
+import { createRoleTable } from '../auth/principal.js'
+import { ConfigError, loadConfig } from '../config/load.js'
+import type { Config } from '../config/schema.js'
+import { createCredentialService, type CreatedCredential, type PatView } from '../credentials/service.js'
+import { createLogger } from '../logger.js'
+import { serve, sizeThreadpool } from '../server.js'
+import { migrate } from '../store/migrate.js'
+import { openStore, type Store } from '../store/open.js'
+
+/** A refusal: printed on stderr, exit code 1. */
+class UsageError extends Error {}
+
+function config (): Config {
+  return loadConfig({ env: process.env })
+}
+
+function requireDatabase (cfg: Config): Config {
+  if (cfg.database.url === null) throw new UsageError('DATABASE_URL is not set')
+  return cfg
+}
+
+async function withStore<T> (fn: (store: Store, cfg: Config) => Promise<T>): Promise<T> {
+  const cfg = requireDatabase(config())
+  const store = openStore(cfg)
+  try {
+    if (store.cache !== null) await store.cache.waitReady(2000)
+    return await fn(store, cfg)
+  } finally {
+    await store.close()
+  }
+}
+
+function service (store: Store, cfg: Config): ReturnType<typeof createCredentialService> {
+  return createCredentialService({ db: store.db, cache: store.cache, roles: createRoleTable(cfg.roles), config: cfg })
+}
+
+function splitList (v: string | undefined): string[] | undefined {
+  return v === undefined ? undefined : v.split(',').map(s => s.trim()).filter(s => s !== '')
+}
+
+function printCreated (c: CreatedCredential, json: boolean, what: string, extra: Record<string, unknown> = {}): void {
+  for (const w of c.warnings) process.stderr.write(`warning: ${w}\n`)
+  if (json) {
+    process.stdout.write(JSON.stringify({ id: c.id, token: c.token, prefix: c.prefix, name: c.name, expiresAt: c.expiresAt, permissions: c.permissions, ...extra }) + '\n')
+    return
+  }
+  process.stdout.write([
+    `${what} created. Copy it now: it is shown this once and cannot be recovered.`,
+    '',
+    `  ${c.token}`,
+    '',
+    `  id          ${c.id}`,
+    `  prefix      ${c.prefix}`,
+    `  name        ${c.name}`,
+    `  expires     ${c.expiresAt ?? 'never'}`,
+    `  permissions ${c.permissions === null ? '(all of the role)' : c.permissions.join(',')}`,
+    ...Object.entries(extra).map(([k, v]) => `  ${k.padEnd(11)} ${String(v)}`),
+    ''
+  ].join('\n'))
+}
+
+function printPats (rows: PatView[], json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(rows) + '\n')
+    return
+  }
+  if (rows.length === 0) {
+    process.stdout.write('no tokens\n')
+    return
+  }
+  for (const r of rows) {
+    const state = r.revokedAt !== null ? 'revoked' : r.expiresAt !== null && Date.parse(r.expiresAt) <= Date.now() ? 'expired' : 'active'
+    process.stdout.write(`${r.id}  ${r.prefix}  ${state.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
+  }
+}
+
+export function buildCli (): Command {
+  const program = new Command('hg-sidecar')
+    .description('Authentication sidecar for HarborGuard scan services')
+    .showHelpAfterError()
+    .exitOverride()
+
+  program.command('serve', { isDefault: true })
+    .description('run the proxy, ops and admin listeners (the default)')
+    .action(async () => {
+      const cfg = requireDatabase(config())
+      if (cfg.upstream.url === null) throw new UsageError('UPSTREAM_URL is not set')
+      await serve(cfg, createLogger(cfg.logLevel))
+    })
+
+  program.command('migrate')
+    .description('apply the database migrations (a no-op when up to date)')
+    .action(async () => {
+      await withStore(async store => {
+        const res = await migrate(store.db.pool)
+        process.stdout.write(res.applied.length === 0
+          ? `schema is up to date (version ${res.current})\n`
+          : `applied migration(s) ${res.applied.join(', ')}; schema version ${res.current}\n`)
+      })
+    })
+
+  const token = program.command('token').description('personal access tokens')
+  token.command('create')
+    .description('mint a PAT for a user in an org; prints the secret once')
+    .requiredOption('--user-id <uuid>', 'owner')
+    .requiredOption('--org-id <uuid>', 'org the token is bound to')
+    .requiredOption('--name <name>', 'what the token is for')
+    .option('--expires-in <duration>', 'lifetime such as 30d, 12h, 2w, 1y')
+    .option('--expires-at <iso>', 'expiry as an ISO 8601 date-time')
+    .option('--no-expiry', 'never expires (when the policy allows it)')
+    .option('--permissions <list>', 'comma-separated subset of the role\'s permissions')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { userId: string, orgId: string, name: string, expiresIn?: string, expiresAt?: string, expiry: boolean, permissions?: string, json?: boolean }) => {
+      await withStore(async (store, cfg) => {
+        const created = await service(store, cfg).createPat({
+          userId: o.userId,
+          orgId: o.orgId,
+          name: o.name,
+          expiresIn: o.expiresIn,
+          expiresAt: o.expiresAt,
+          noExpiry: !o.expiry,
+          permissions: splitList(o.permissions) ?? null
+        })
+        printCreated(created, o.json === true, 'Personal access token')
+      })
+    })
+  token.command('list')
+    .description("list a user's tokens (never the secrets)")
+    .requiredOption('--user-id <uuid>', 'owner')
+    .option('--org-id <uuid>', 'only tokens bound to this org')
+    .option('--json', 'print JSON')
+    .action(async (o: { userId: string, orgId?: string, json?: boolean }) => {
+      await withStore(async (store, cfg) => printPats(await service(store, cfg).listPats(o.userId, o.orgId ?? null), o.json === true))
+    })
+  token.command('revoke')
+    .description('revoke a token at once, on every replica')
+    .argument('<id>', 'token id')
+    .action(async (id: string) => {
+      await withStore(async (store, cfg) => {
+        const r = await service(store, cfg).revokePat(id)
+        process.stdout.write(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}\n`)
+      })
+    })
+
+  return program
+}
+
+export async function main (argv: string[]): Promise<number> {
+  sizeThreadpool()
+  const program = buildCli()
+  try {
+    await program.parseAsync(argv)
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2
+    if (err instanceof ConfigError) {
+      process.stderr.write(`hg-sidecar: ${err.message}\n`)
+      return 2
+    }
+    let message = err instanceof Error ? err.message : String(err)
+    const cause = err instanceof Error ? (err.cause as { message?: string } | undefined)?.message : undefined
+    if (cause !== undefined && cause !== '') message += ` (${cause})`
+    process.stderr.write(`hg-sidecar: ${message}\n`)
+    return 1
+  }
+}
+

@@ -1,0 +1,113 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535 })
+const PositiveInt = Type.Integer({ minimum: 1 })
+const NonNegativeInt = Type.Integer({ minimum: 0 })
+const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$' })
+const PermissionName = Type.String({ pattern: '^[a-z][a-z0-9_-]*(:[a-z0-9_-]+)*$', maxLength: 64 })
+const Method = Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'].map(m => Type.Literal(m)))
+
+export const RoleSchema = Type.Object({
+  name: Type.String({ pattern: '^[a-z][a-z0-9_-]*$', maxLength: 32 }),
+  permissions: Type.Array(PermissionName, { uniqueItems: true })
+}, { additionalProperties: false })
+
+export const RuleSchema = Type.Object({
+  methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true })),
+  prefix: Type.Optional(Type.String({ pattern: '^/' })),
+  permission: Type.Optional(PermissionName),
+  public: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+export const RouteSchema = Type.Object({
+  prefix: Type.String({ pattern: '^/' }),
+  upstream: Type.Optional(HttpUrl),
+  public: Type.Optional(Type.Boolean()),
+  rules: Type.Optional(Type.Array(RuleSchema))
+}, { additionalProperties: false })
+
+export const ConfigSchema = Type.Object({
+  server: Type.Object({
+    host: Type.String({ minLength: 1 }),
+    port: Port,
+    opsPort: Port,
+    adminHost: Type.String({ minLength: 1 }),
+    adminPort: Port,
+    trustProxy: Type.Boolean(),
+    shutdownGraceMs: NonNegativeInt
+  }, { additionalProperties: false }),
+  upstream: Type.Object({
+    url: Type.Union([HttpUrl, Type.Null()]),
+    timeoutMs: PositiveInt,
+    connections: PositiveInt
+  }, { additionalProperties: false }),
+  database: Type.Object({
+    url: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
+    dataDir: Type.String({ minLength: 1 }),
+    poolSize: PositiveInt,
+    connectTimeoutMs: PositiveInt,
+    queryTimeoutMs: PositiveInt,
+    migrateOnStart: Type.Boolean()
+  }, { additionalProperties: false }),
+  redis: Type.Object({
+    url: Type.Union([Type.String({ pattern: '^rediss?://' }), Type.Null()]),
+    keyPrefix: Type.String({ maxLength: 64 }),
+    commandTimeoutMs: PositiveInt
+  }, { additionalProperties: false }),
+  adminToken: Type.Union([Type.String({ minLength: 16 }), Type.Null()]),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l))),
+  auth: Type.Object({
+    bcryptCost: Type.Integer({ minimum: 4, maximum: 15 }),
+    bcryptConcurrency: NonNegativeInt,
+    bcryptQueueSize: NonNegativeInt,
+    memoTtlSeconds: NonNegativeInt,
+    memoMaxEntries: PositiveInt,
+    negativeMemoTtlSeconds: NonNegativeInt,
+    negativeMemoMaxEntries: PositiveInt,
+    prefixCacheTtlSeconds: PositiveInt,
+    prefixCacheMaxEntries: PositiveInt,
+    stripCredentialHeader: Type.Boolean(),
+    apiKeys: Type.Union([Type.Literal('validate'), Type.Literal('passthrough'), Type.Literal('reject')]),
+    rateLimit: Type.Object({
+      maxFailures: NonNegativeInt,
+      windowSeconds: PositiveInt
+    }, { additionalProperties: false })
+  }, { additionalProperties: false }),
+  tokens: Type.Object({
+    defaultLifetimeDays: PositiveInt,
+    maxLifetimeDays: PositiveInt,
+    allowNoExpiry: Type.Boolean()
+  }, { additionalProperties: false }),
+  roles: Type.Array(RoleSchema, { minItems: 1 }),
+  defaultDeny: Type.Boolean(),
+  routes: Type.Array(RouteSchema)
+}, { additionalProperties: false })
+
+export type Config = Static<typeof ConfigSchema>
+export type Role = Static<typeof RoleSchema>
+export type Route = Static<typeof RouteSchema>
+export type Rule = Static<typeof RuleSchema>
+
+/** What a deployment sets through the environment; each maps onto one config key. */
+export const ENV_KEYS = {
+  PORT: { key: 'server.port', type: 'int' },
+  HOST: { key: 'server.host', type: 'string' },
+  OPS_PORT: { key: 'server.opsPort', type: 'int' },
+  ADMIN_PORT: { key: 'server.adminPort', type: 'int' },
+  ADMIN_HOST: { key: 'server.adminHost', type: 'string' },
+  TRUST_PROXY: { key: 'server.trustProxy', type: 'bool' },
+  SHUTDOWN_GRACE_MS: { key: 'server.shutdownGraceMs', type: 'int' },
+  UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
+  UPSTREAM_TIMEOUT_MS: { key: 'upstream.timeoutMs', type: 'int' },
+  DATABASE_URL: { key: 'database.url', type: 'string' },
+  DATA_DIR: { key: 'database.dataDir', type: 'string' },
+  DB_POOL_SIZE: { key: 'database.poolSize', type: 'int' },
+  MIGRATE_ON_START: { key: 'database.migrateOnStart', type: 'bool' },
+  REDIS_URL: { key: 'redis.url', type: 'string' },
+  REDIS_KEY_PREFIX: { key: 'redis.keyPrefix', type: 'string' },
+  ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
+  LOG_LEVEL: { key: 'logLevel', type: 'string' },
+  BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' }
+} as const
+
+export type EnvKey = keyof typeof ENV_KEYS

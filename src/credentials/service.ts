@@ -1,0 +1,186 @@
+import type { RoleTable } from '../auth/principal.js'
+import type { Config } from '../config/schema.js'
+import { hgError, HG_ERR_MGMT_INVALID, HG_ERR_MGMT_NOT_FOUND } from '../errors.js'
+import type { Db } from '../store/postgres.js'
+import type { PrefixCache } from '../store/prefix-cache.js'
+import * as q from '../store/queries.js'
+import { generateCredential, hashPat } from './mint.js'
+
+export interface ExpiryInput {
+  expiresAt?: string | Date | null
+  expiresInDays?: number
+  /** A duration such as 30d, 12h, 2w, 1y (the CLI's --expires-in). */
+  expiresIn?: string
+  noExpiry?: boolean
+}
+
+export interface CreatePatInput extends ExpiryInput {
+  userId: string
+  orgId: string
+  name: string
+  permissions?: string[] | null
+}
+
+/** The CLI's and the admin API's JSON object (DESIGN.md 5). */
+export interface CreatedCredential {
+  id: string
+  token: string
+  prefix: string
+  name: string
+  expiresAt: string | null
+  permissions: string[] | null
+  warnings: string[]
+}
+
+export interface PatView {
+  id: string
+  name: string
+  prefix: string
+  userId: string
+  orgId: string
+  permissions: string[] | null
+  createdAt: string
+  expiresAt: string | null
+  lastUsedAt: string | null
+  revokedAt: string | null
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const DAY_MS = 86_400_000
+
+function invalid (message: string): Error {
+  return hgError(HG_ERR_MGMT_INVALID, message)
+}
+
+export function requireUuid (value: string, what: string): string {
+  if (!UUID.test(value)) throw invalid(`${what} must be a UUID`)
+  return value.toLowerCase()
+}
+
+const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS, y: 365 * DAY_MS }
+
+export function parseDuration (text: string): number {
+  const m = /^(\d{1,6})([mhdwy])$/.exec(text.trim())
+  if (m === null) throw invalid(`expires-in must look like 30d, 12h, 2w or 1y (got ${JSON.stringify(text.slice(0, 20))})`)
+  return Number(m[1]) * (UNIT_MS[m[2] as string] as number)
+}
+
+/** Applies the expiry policy (config tokens.*); returns the expiry and any warning. */
+export function resolveExpiry (input: ExpiryInput, policy: Config['tokens'], now = Date.now()): { expiresAt: Date | null, warnings: string[] } {
+  const given = [input.expiresAt != null, input.expiresInDays !== undefined, input.expiresIn !== undefined, input.noExpiry === true].filter(Boolean).length
+  if (given > 1) throw invalid('give at most one of expires-at, expires-in, expires-in-days and no-expiry')
+  const max = policy.maxLifetimeDays * DAY_MS
+  if (input.noExpiry === true) {
+    if (!policy.allowNoExpiry) throw invalid('credentials without expiry are not allowed here (tokens.allowNoExpiry is false)')
+    return { expiresAt: null, warnings: ['This credential never expires; prefer an expiry and rotate it.'] }
+  }
+  let at: number
+  if (input.expiresAt != null) {
+    at = input.expiresAt instanceof Date ? input.expiresAt.getTime() : Date.parse(input.expiresAt)
+    if (Number.isNaN(at)) throw invalid('expires-at must be an ISO 8601 date-time')
+  } else if (input.expiresInDays !== undefined) {
+    if (!Number.isInteger(input.expiresInDays) || input.expiresInDays < 1) throw invalid('expires-in-days must be a whole number of at least 1')
+    at = now + input.expiresInDays * DAY_MS
+  } else if (input.expiresIn !== undefined) {
+    at = now + parseDuration(input.expiresIn)
+  } else {
+    at = now + policy.defaultLifetimeDays * DAY_MS
+  }
+  if (at <= now) throw invalid('the expiry is in the past')
+  if (at > now + max + 60_000) throw invalid(`the expiry is beyond the maximum lifetime of ${policy.maxLifetimeDays} days`)
+  return { expiresAt: new Date(at), warnings: [] }
+}
+
+export function validateName (name: string): string {
+  const n = name.trim()
+  if (n.length === 0 || n.length > 100) throw invalid('name must be 1 to 100 characters')
+  return n
+}
+
+export function normalizePermissions (perms: string[] | null | undefined, roles: RoleTable): string[] | null {
+  if (perms == null) return null
+  const list = [...new Set(perms.map(p => p.trim()).filter(p => p !== ''))].sort()
+  const unknown = list.filter(p => !roles.known.has(p))
+  if (unknown.length > 0) throw invalid(`unknown permission(s): ${unknown.join(', ')}; known: ${[...roles.known].sort().join(', ')}`)
+  return list
+}
+
+function iso (d: Date | null): string | null {
+  return d === null ? null : d.toISOString()
+}
+
+export function patView (r: q.PatRecord): PatView {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    userId: r.userId,
+    orgId: r.orgId,
+    permissions: r.permissions,
+    createdAt: r.createdAt.toISOString(),
+    expiresAt: iso(r.expiresAt),
+    lastUsedAt: iso(r.lastUsedAt),
+    revokedAt: iso(r.revokedAt)
+  }
+}
+
+export interface CredentialService {
+  createPat(input: CreatePatInput): Promise<CreatedCredential>
+  listPats(userId: string, orgId?: string | null): Promise<PatView[]>
+  getPat(id: string): Promise<PatView | null>
+  revokePat(id: string): Promise<PatView>
+}
+
+export interface CredentialServiceDeps {
+  db: Db
+  cache: PrefixCache | null
+  roles: RoleTable
+  config: Pick<Config, 'tokens' | 'auth'>
+}
+
+/** Minting, listing and revoking: shared by the CLI, the admin API and the self-service API. */
+export function createCredentialService (deps: CredentialServiceDeps): CredentialService {
+  const { db, roles, config } = deps
+
+  async function invalidate (prefix: string): Promise<void> {
+    await deps.cache?.invalidate(prefix)
+  }
+
+  return {
+    async createPat (input) {
+      const userId = requireUuid(input.userId, 'user-id')
+      const orgId = requireUuid(input.orgId, 'org-id')
+      const name = validateName(input.name)
+      const permissions = normalizePermissions(input.permissions, roles)
+      const { expiresAt, warnings } = resolveExpiry(input, config.tokens)
+      const m = await q.membership(db, userId, orgId)
+      if (m.userStatus === null) throw invalid('no such user')
+      if (m.userStatus !== 'active') throw invalid(`the user is ${m.userStatus}, not active`)
+      if (m.role === null) throw invalid('the user is not a member of that org')
+      if (permissions !== null) {
+        const granted = roles.permissionsOf(m.role)
+        const beyond = permissions.filter(p => !granted.has(p))
+        if (beyond.length > 0) throw invalid(`permission(s) beyond the user's current role ${m.role}: ${beyond.join(', ')}`)
+      }
+      const { token, prefix } = generateCredential('pat')
+      const secretHash = await hashPat(token, config.auth.bcryptCost)
+      const rec = await q.insertPat(db, { userId, orgId, name, prefix, secretHash, permissions, expiresAt })
+      await invalidate(prefix)
+      return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, warnings }
+    },
+    async listPats (userId, orgId = null) {
+      const rows = await q.listPats(db, requireUuid(userId, 'user-id'), orgId === null ? null : requireUuid(orgId, 'org-id'))
+      return rows.map(patView)
+    },
+    async getPat (id) {
+      const rec = await q.getPat(db, requireUuid(id, 'id'))
+      return rec === null ? null : patView(rec)
+    },
+    async revokePat (id) {
+      const rec = await q.revokePat(db, requireUuid(id, 'id'))
+      if (rec === null) throw hgError(HG_ERR_MGMT_NOT_FOUND, 'no such token')
+      await invalidate(rec.prefix)
+      return patView(rec)
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import createError, { type FastifyErrorConstructor } from '@fastify/error'
+
+/** The contract's public error codes (DESIGN.md section 2, Errors). */
+export const PublicCode = {
+  badRequest: 'bad_request',
+  unauthorized: 'unauthorized',
+  tokenExpired: 'token_expired',
+  forbidden: 'forbidden',
+  notFound: 'not_found',
+  conflict: 'conflict',
+  rateLimited: 'rate_limited',
+  unavailable: 'unavailable',
+  badGateway: 'bad_gateway',
+  gatewayTimeout: 'gateway_timeout',
+  internal: 'internal'
+} as const
+export type PublicCode = typeof PublicCode[keyof typeof PublicCode]
+
+export interface ErrorDef {
+  code: string
+  status: number
+  publicCode: PublicCode
+  message: string
+  /** Pre-serialized `{ error, message }` body for the hot path. */
+  body: string
+  Error: FastifyErrorConstructor<{ code: string }, [string?]>
+}
+
+const registry = new Map<string, ErrorDef>()
+
+function define (code: string, publicCode: PublicCode, message: string, status: number): ErrorDef {
+  if (registry.has(code)) throw new Error(`error code ${code} defined twice`)
+  const def: ErrorDef = {
+    code,
+    status,
+    publicCode,
+    message,
+    body: JSON.stringify({ error: publicCode, message }),
+    Error: createError<[string?]>(code, '%s', status)
+  }
+  registry.set(code, def)
+  return def
+}
+
+export function errorDef (code: string): ErrorDef | undefined {
+  return registry.get(code)
+}
+
+/** Creates the throwable error of a definition; `detail` replaces the default message. */
+export function hgError (def: ErrorDef, detail?: string, cause?: unknown): Error & { code: string, statusCode: number } {
+  const err = new def.Error(detail ?? def.message)
+  if (cause !== undefined) (err as { cause?: unknown }).cause = cause
+  return err as Error & { code: string, statusCode: number }
+}
+
+// request
+export const HG_ERR_REQUEST_PATH = define('HG_ERR_REQUEST_PATH', PublicCode.badRequest, 'Ambiguous or malformed request path', 400)
+export const HG_ERR_REQUEST_BAD = define('HG_ERR_REQUEST_BAD', PublicCode.badRequest, 'Malformed request', 400)
+export const HG_ERR_REQUEST_VALIDATION = define('HG_ERR_REQUEST_VALIDATION', PublicCode.badRequest, 'Invalid request', 400)
+
+// auth: one message for every kind of 401 but expiry (the contract)
+export const HG_ERR_AUTH_INVALID = define('HG_ERR_AUTH_INVALID', PublicCode.unauthorized, 'Invalid or inactive credential', 401)
+export const HG_ERR_AUTH_EXPIRED = define('HG_ERR_AUTH_EXPIRED', PublicCode.tokenExpired, 'The credential has expired', 401)
+export const HG_ERR_AUTH_FORBIDDEN = define('HG_ERR_AUTH_FORBIDDEN', PublicCode.forbidden, 'The credential lacks the permission this route needs', 403)
+export const HG_ERR_AUTH_FORBIDDEN_ROUTE = define('HG_ERR_AUTH_FORBIDDEN_ROUTE', PublicCode.forbidden, 'No route allows this request', 403)
+export const HG_ERR_AUTH_RATE_LIMITED = define('HG_ERR_AUTH_RATE_LIMITED', PublicCode.rateLimited, 'Too many failed authentications; retry later', 429)
+export const HG_ERR_AUTH_BUSY = define('HG_ERR_AUTH_BUSY', PublicCode.unavailable, 'Credential verification is saturated; retry shortly', 503)
+
+// admin API
+export const HG_ERR_ADMIN_UNAUTHORIZED = define('HG_ERR_ADMIN_UNAUTHORIZED', PublicCode.unauthorized, 'Admin token required', 401)
+
+// management (CLI, admin and self-service)
+export const HG_ERR_MGMT_NOT_FOUND = define('HG_ERR_MGMT_NOT_FOUND', PublicCode.notFound, 'Not found', 404)
+export const HG_ERR_MGMT_INVALID = define('HG_ERR_MGMT_INVALID', PublicCode.badRequest, 'Invalid request', 400)
+export const HG_ERR_MGMT_FORBIDDEN = define('HG_ERR_MGMT_FORBIDDEN', PublicCode.forbidden, 'Not allowed', 403)
+
+// store
+export const HG_ERR_STORE_UNAVAILABLE = define('HG_ERR_STORE_UNAVAILABLE', PublicCode.unavailable, 'The credential store is unavailable; retry shortly', 503)
+
+// upstream
+export const HG_ERR_UPSTREAM_REFUSED = define('HG_ERR_UPSTREAM_REFUSED', PublicCode.badGateway, 'The upstream service could not be reached', 502)
+export const HG_ERR_UPSTREAM_TIMEOUT = define('HG_ERR_UPSTREAM_TIMEOUT', PublicCode.gatewayTimeout, 'The upstream service did not answer in time', 504)
+
+// anything else
+export const HG_ERR_INTERNAL = define('HG_ERR_INTERNAL', PublicCode.internal, 'Internal error', 500)
+export const HG_ERR_NOT_FOUND = define('HG_ERR_NOT_FOUND', PublicCode.notFound, 'Not found', 404)
+export const HG_ERR_OVERLOADED = define('HG_ERR_OVERLOADED', PublicCode.unavailable, 'The sidecar is overloaded; retry shortly', 503)
+
+/** The 403 body that names the missing permission (DESIGN.md 2.7). */
+export function forbiddenBody (permission: string): string {
+  return JSON.stringify({ error: PublicCode.forbidden, message: `This route needs the permission ${permission}` })
+}
+
+/** Seconds a client should wait after a 503 or 429. */
+export const RETRY_AFTER_SECONDS = 1

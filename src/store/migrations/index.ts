@@ -1,0 +1,71 @@
+export interface Migration {
+  version: number
+  name: string
+  sql: string
+}
+
+/**
+ * Ordered, append-only. orgs, users and org_memberships belong to the scan
+ * services: created only when absent (standalone use and tests).
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE IF NOT EXISTS orgs (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  slug text UNIQUE NOT NULL,
+  name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS users (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  email text UNIQUE NOT NULL,
+  status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'deleted')),
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS org_memberships (
+  org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  role text NOT NULL,
+  PRIMARY KEY (org_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS org_memberships_user_idx ON org_memberships (user_id);
+
+CREATE TABLE personal_access_tokens (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+  name text NOT NULL,
+  prefix char(10) NOT NULL,
+  secret_hash text NOT NULL,
+  permissions text[] NULL,
+  expires_at timestamptz NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  last_used_at timestamptz NULL,
+  revoked_at timestamptz NULL
+);
+CREATE INDEX personal_access_tokens_prefix_idx ON personal_access_tokens (prefix);
+CREATE INDEX personal_access_tokens_user_org_idx ON personal_access_tokens (user_id, org_id);
+
+CREATE TABLE api_keys (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+  created_by uuid NULL REFERENCES users (id) ON DELETE SET NULL,
+  name text NOT NULL,
+  prefix char(10) NOT NULL,
+  secret_sha256 bytea NOT NULL UNIQUE,
+  role text NOT NULL,
+  permissions text[] NULL,
+  expires_at timestamptz NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  last_used_at timestamptz NULL,
+  revoked_at timestamptz NULL
+);
+CREATE INDEX api_keys_org_idx ON api_keys (org_id);
+`
+  }
+]

@@ -1,0 +1,87 @@
+import pg from 'pg'
+import type { QueryResultRow } from 'pg'
+import { hgError, HG_ERR_STORE_UNAVAILABLE } from '../errors.js'
+
+export interface DbOptions {
+  url: string
+  poolSize: number
+  connectTimeoutMs: number
+  queryTimeoutMs: number
+  applicationName?: string
+}
+
+export interface QueryObserver {
+  (name: string, seconds: number, ok: boolean): void
+}
+
+export interface Db {
+  pool: pg.Pool
+  /** A named (prepared) statement; any failure becomes HG_ERR_STORE_UNAVAILABLE (fail closed). */
+  query<R extends QueryResultRow>(name: string, text: string, values: unknown[]): Promise<R[]>
+  ping(): Promise<boolean>
+  stats(): { total: number, idle: number, waiting: number, max: number }
+  onQuery(observer: QueryObserver): void
+  close(): Promise<void>
+}
+
+// Parse int8 (count(*)) as a number: the counts here stay far below 2^53.
+pg.types.setTypeParser(20, v => Number(v))
+
+export function createPool (opts: DbOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize,
+    connectionTimeoutMillis: opts.connectTimeoutMs,
+    query_timeout: opts.queryTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    application_name: opts.applicationName ?? 'hg-auth-sidecar'
+  })
+  // An idle client losing its server emits here; without a listener the process would crash.
+  pool.on('error', () => {})
+  return pool
+}
+
+export function createDb (opts: DbOptions): Db {
+  const pool = createPool(opts)
+  const observers: QueryObserver[] = []
+  let closed = false
+
+  return {
+    pool,
+    async query<R extends QueryResultRow> (name: string, text: string, values: unknown[]): Promise<R[]> {
+      const start = performance.now()
+      let ok = false
+      try {
+        const res = await pool.query<R>({ name, text, values })
+        ok = true
+        return res.rows
+      } catch (err) {
+        throw hgError(HG_ERR_STORE_UNAVAILABLE, undefined, err)
+      } finally {
+        if (observers.length > 0) {
+          const seconds = (performance.now() - start) / 1000
+          for (const o of observers) o(name, seconds, ok)
+        }
+      }
+    },
+    async ping () {
+      try {
+        await pool.query('SELECT 1')
+        return true
+      } catch {
+        return false
+      }
+    },
+    stats () {
+      return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: opts.poolSize }
+    },
+    onQuery (observer) {
+      observers.push(observer)
+    },
+    async close () {
+      if (closed) return
+      closed = true
+      await pool.end()
+    }
+  }
+}

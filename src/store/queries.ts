@@ -1,0 +1,242 @@
+import type { Db } from './postgres.js'
+import type { Candidate } from './prefix-cache.js'
+
+/**
+ * Every SQL statement of the service. Names are prepared-statement names:
+ * the same name must always carry the same text.
+ */
+
+/** Revoked or long-expired tokens drop out of the candidate lists after this window. */
+const CANDIDATE_GRACE = "interval '7 days'"
+
+export async function patCandidates (db: Db, prefix: string): Promise<Candidate[]> {
+  const rows = await db.query<{ id: string, secret_hash: string }>('hg_pat_candidates', `
+    SELECT id, secret_hash FROM personal_access_tokens
+    WHERE prefix = $1
+      AND (revoked_at IS NULL OR revoked_at > now() - ${CANDIDATE_GRACE})
+      AND (expires_at IS NULL OR expires_at > now() - ${CANDIDATE_GRACE})
+    ORDER BY created_at DESC`, [prefix])
+  return rows.map(r => ({ id: r.id, hash: r.secret_hash }))
+}
+
+export interface PatState {
+  id: string
+  secretHash: string
+  userId: string
+  orgId: string
+  prefix: string
+  permissions: string[] | null
+  expiresAt: Date | null
+  revoked: boolean
+  expired: boolean
+  /** null when the user row is gone. */
+  userStatus: string | null
+  /** The user's current role in the token's org; null when not a member. */
+  role: string | null
+}
+
+/** The fresh state of several PATs in one indexed query (DESIGN.md 2.5). */
+export async function patStates (db: Db, ids: readonly string[]): Promise<Map<string, PatState>> {
+  const rows = await db.query<{
+    id: string
+    secret_hash: string
+    user_id: string
+    org_id: string
+    prefix: string
+    permissions: string[] | null
+    expires_at: Date | null
+    revoked: boolean
+    expired: boolean
+    user_status: string | null
+    role: string | null
+  }>('hg_pat_states', `
+    SELECT t.id, t.secret_hash, t.user_id, t.org_id, t.prefix, t.permissions, t.expires_at,
+           t.revoked_at IS NOT NULL AS revoked,
+           (t.expires_at IS NOT NULL AND t.expires_at <= now()) AS expired,
+           u.status AS user_status, m.role
+    FROM personal_access_tokens t
+    LEFT JOIN users u ON u.id = t.user_id
+    LEFT JOIN org_memberships m ON m.org_id = t.org_id AND m.user_id = t.user_id
+    WHERE t.id = ANY($1::uuid[])`, [ids])
+  const out = new Map<string, PatState>()
+  for (const r of rows) {
+    out.set(r.id, {
+      id: r.id,
+      secretHash: r.secret_hash,
+      userId: r.user_id,
+      orgId: r.org_id,
+      prefix: r.prefix,
+      permissions: r.permissions,
+      expiresAt: r.expires_at,
+      revoked: r.revoked,
+      expired: r.expired,
+      userStatus: r.user_status,
+      role: r.role
+    })
+  }
+  return out
+}
+
+export interface ApiKeyState {
+  id: string
+  orgId: string
+  prefix: string
+  role: string
+  permissions: string[] | null
+  expiresAt: Date | null
+  revoked: boolean
+  expired: boolean
+  /** Hex of the stored SHA-256: the batch key. */
+  sha256Hex: string
+}
+
+/** The fresh state of several API keys, looked up by the SHA-256 of the whole key. */
+export async function apiKeyStates (db: Db, hashes: readonly string[]): Promise<Map<string, ApiKeyState>> {
+  const rows = await db.query<{
+    id: string
+    org_id: string
+    prefix: string
+    role: string
+    permissions: string[] | null
+    expires_at: Date | null
+    revoked: boolean
+    expired: boolean
+    sha_hex: string
+  }>('hg_api_key_states', `
+    SELECT k.id, k.org_id, k.prefix, k.role, k.permissions, k.expires_at,
+           k.revoked_at IS NOT NULL AS revoked,
+           (k.expires_at IS NOT NULL AND k.expires_at <= now()) AS expired,
+           encode(k.secret_sha256, 'hex') AS sha_hex
+    FROM api_keys k
+    WHERE k.secret_sha256 = ANY(SELECT decode(h, 'hex') FROM unnest($1::text[]) AS h)`, [hashes])
+  const out = new Map<string, ApiKeyState>()
+  for (const r of rows) {
+    out.set(r.sha_hex, {
+      id: r.id,
+      orgId: r.org_id,
+      prefix: r.prefix,
+      role: r.role,
+      permissions: r.permissions,
+      expiresAt: r.expires_at,
+      revoked: r.revoked,
+      expired: r.expired,
+      sha256Hex: r.sha_hex
+    })
+  }
+  return out
+}
+
+// --- management ------------------------------------------------------------
+
+export interface Membership {
+  userStatus: string | null
+  role: string | null
+}
+
+export async function membership (db: Db, userId: string, orgId: string): Promise<Membership> {
+  const rows = await db.query<{ status: string | null, role: string | null }>('hg_membership', `
+    SELECT u.status, m.role
+    FROM (SELECT $1::uuid AS user_id, $2::uuid AS org_id) q
+    LEFT JOIN users u ON u.id = q.user_id
+    LEFT JOIN org_memberships m ON m.user_id = q.user_id AND m.org_id = q.org_id`, [userId, orgId])
+  return { userStatus: rows[0]?.status ?? null, role: rows[0]?.role ?? null }
+}
+
+export interface NewPat {
+  userId: string
+  orgId: string
+  name: string
+  prefix: string
+  secretHash: string
+  permissions: string[] | null
+  expiresAt: Date | null
+}
+
+export interface PatRecord {
+  id: string
+  userId: string
+  orgId: string
+  name: string
+  prefix: string
+  permissions: string[] | null
+  expiresAt: Date | null
+  createdAt: Date
+  lastUsedAt: Date | null
+  revokedAt: Date | null
+}
+
+const PAT_COLUMNS = 'id, user_id, org_id, name, prefix, permissions, expires_at, created_at, last_used_at, revoked_at'
+
+interface PatRow {
+  id: string
+  user_id: string
+  org_id: string
+  name: string
+  prefix: string
+  permissions: string[] | null
+  expires_at: Date | null
+  created_at: Date
+  last_used_at: Date | null
+  revoked_at: Date | null
+}
+
+function toPat (r: PatRow): PatRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    orgId: r.org_id,
+    name: r.name,
+    prefix: r.prefix,
+    permissions: r.permissions,
+    expiresAt: r.expires_at,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at
+  }
+}
+
+export async function insertPat (db: Db, pat: NewPat): Promise<PatRecord> {
+  const rows = await db.query<PatRow>('hg_pat_insert', `
+    INSERT INTO personal_access_tokens (user_id, org_id, name, prefix, secret_hash, permissions, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING ${PAT_COLUMNS}`,
+  [pat.userId, pat.orgId, pat.name, pat.prefix, pat.secretHash, pat.permissions, pat.expiresAt])
+  const row = rows[0]
+  if (row === undefined) throw new Error('insert returned no row')
+  return toPat(row)
+}
+
+export async function listPats (db: Db, userId: string, orgId: string | null): Promise<PatRecord[]> {
+  const rows = await db.query<PatRow>('hg_pat_list', `
+    SELECT ${PAT_COLUMNS} FROM personal_access_tokens
+    WHERE user_id = $1 AND ($2::uuid IS NULL OR org_id = $2)
+    ORDER BY created_at DESC, id`, [userId, orgId])
+  return rows.map(toPat)
+}
+
+export async function getPat (db: Db, id: string): Promise<PatRecord | null> {
+  const rows = await db.query<PatRow>('hg_pat_get', `SELECT ${PAT_COLUMNS} FROM personal_access_tokens WHERE id = $1`, [id])
+  const row = rows[0]
+  return row === undefined ? null : toPat(row)
+}
+
+/** Sets revoked_at once; returns the token (revoked now or before), null when absent. */
+export async function revokePat (db: Db, id: string): Promise<PatRecord | null> {
+  const rows = await db.query<PatRow>('hg_pat_revoke', `
+    UPDATE personal_access_tokens SET revoked_at = coalesce(revoked_at, now())
+    WHERE id = $1 RETURNING ${PAT_COLUMNS}`, [id])
+  const row = rows[0]
+  return row === undefined ? null : toPat(row)
+}
+
+export async function touchPats (db: Db, ids: readonly string[], at: Date): Promise<void> {
+  await db.query('hg_pat_touch', `
+    UPDATE personal_access_tokens SET last_used_at = $2
+    WHERE id = ANY($1::uuid[]) AND (last_used_at IS NULL OR last_used_at < $2)`, [ids, at])
+}
+
+export async function touchApiKeys (db: Db, ids: readonly string[], at: Date): Promise<void> {
+  await db.query('hg_api_key_touch', `
+    UPDATE api_keys SET last_used_at = $2
+    WHERE id = ANY($1::uuid[]) AND (last_used_at IS NULL OR last_used_at < $2)`, [ids, at])
+}
