@@ -1,38 +1,166 @@
-import { availableParallelism } from 'node:os'
 import { createSidecar, type Sidecar } from './app.js'
+import { createRoleTable } from './auth/principal.js'
+import { ConfigError } from './config/load.js'
 import type { Config } from './config/schema.js'
+import { createCredentialService, type CreatedCredential } from './credentials/service.js'
+import { mintDemoToken, seedDemo, type DemoSeed } from './demo/seed.js'
+import { startDemoUpstream, type DemoUpstream } from './demo/upstream.js'
 import type { Logger } from './logger.js'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js'
 
-/** libuv's threadpool runs bcrypt: size it to the cores unless the operator chose. Call before any threadpool use. */
-export function sizeThreadpool (env: NodeJS.ProcessEnv = process.env): void {
-  if (env.UV_THREADPOOL_SIZE === undefined) env.UV_THREADPOOL_SIZE = String(Math.max(4, availableParallelism()))
+export interface Backends {
+  /** The config with the embedded database and the demo upstream filled in. */
+  config: Config
+  embedded: EmbeddedPostgres | null
+  demoUpstream: DemoUpstream | null
+  close(): Promise<void>
+}
+
+/**
+ * DESIGN.md 6: no DATABASE_URL -> embedded PostgreSQL, no UPSTREAM_URL -> the
+ * demo upstream. Refused under NODE_ENV=production, where a forgotten
+ * variable must not quietly become a toy.
+ */
+export async function resolveBackends (config: Config, env: NodeJS.ProcessEnv): Promise<Backends> {
+  const production = env.NODE_ENV === 'production'
+  if (production && config.database.url === null) {
+    throw new ConfigError('DATABASE_URL is required when NODE_ENV=production (the embedded database is for trying, development and single-replica use)')
+  }
+  if (production && config.upstream.url === null) {
+    throw new ConfigError('UPSTREAM_URL is required when NODE_ENV=production (the demo upstream only echoes)')
+  }
+  let embedded: EmbeddedPostgres | null = null
+  let demoUpstream: DemoUpstream | null = null
+  let resolved = config
+  try {
+    if (config.database.url === null) {
+      embedded = await startEmbeddedPostgres(config.database.dataDir)
+      resolved = { ...resolved, database: { ...resolved.database, url: embedded.url, poolSize: 1 } }
+    }
+    if (config.upstream.url === null) {
+      demoUpstream = await startDemoUpstream()
+      resolved = { ...resolved, upstream: { ...resolved.upstream, url: demoUpstream.url } }
+    }
+  } catch (err) {
+    await embedded?.close()
+    throw err
+  }
+  return {
+    config: resolved,
+    embedded,
+    demoUpstream,
+    async close () {
+      await demoUpstream?.close()
+      await embedded?.close()
+    }
+  }
+}
+
+export interface ServeOptions {
+  env?: NodeJS.ProcessEnv
+  /** `hg-sidecar demo`: seed and print a fresh demo token whatever the database. */
+  demo?: boolean
+  /** Runs after shutdown (the demo's temp directory). */
+  onClosed?: () => Promise<void> | void
+  out?: NodeJS.WritableStream
 }
 
 export interface Served {
   sidecar: Sidecar
   port: number
   opsPort: number
+  close(): Promise<void>
 }
 
-/** serve: build, listen, and drain on SIGTERM/SIGINT. */
-export async function serve (config: Config, log: Logger): Promise<Served> {
-  const sidecar = await createSidecar(config, { logger: log })
-  const { port, opsPort } = await sidecar.listen()
-  log.info({ port, opsPort, upstream: config.upstream.url, redis: config.redis.url === null ? 'in-process' : 'redis' }, 'hg-auth-sidecar listening')
+function localUrl (host: string, port: number): string {
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
+  return `http://${h}:${port}`
+}
 
-  let stopping = false
+function banner (b: Backends, original: Config, ports: { port: number, opsPort: number }, seed: DemoSeed | null, token: CreatedCredential | null): string {
+  const proxyUrl = localUrl(original.server.host, ports.port)
+  const lines = [
+    '',
+    'hg-auth-sidecar is running',
+    `  proxy     ${proxyUrl}  ->  ${b.demoUpstream !== null ? 'built-in demo upstream (echo; set UPSTREAM_URL for a real one)' : original.upstream.url ?? ''}`,
+    `  ops       ${localUrl(original.server.host, ports.opsPort)}/healthz  /readyz  /metrics`,
+    `  database  ${b.embedded !== null ? `EMBEDDED PostgreSQL (PGlite) in ${b.embedded.dataDir}: for trying, development and single-replica use; set DATABASE_URL in production` : 'PostgreSQL (DATABASE_URL)'}`,
+    `  cache     ${original.redis.url === null ? 'in-process prefix cache (set REDIS_URL to share it between replicas)' : 'Redis (REDIS_URL)'}`,
+    ''
+  ]
+  if (token !== null) {
+    lines.push(
+      'Demo token, shown this once (admin of the demo org):',
+      '',
+      `  ${token.token}`,
+      '',
+      'Try it:',
+      '',
+      `  curl -s -H 'X-API-Key: ${token.token}' ${proxyUrl}/api/scans`,
+      ''
+    )
+  } else if (seed !== null) {
+    lines.push(
+      `Data reused from ${b.embedded?.dataDir ?? 'the database'}; the demo token was printed on the first start.`,
+      'To mint a new demo token, stop this process and run:  npx hg-sidecar demo',
+      `or:  npx hg-sidecar token create --user-id ${seed.userId} --org-id ${seed.orgId} --name mine`,
+      ''
+    )
+  }
+  return lines.join('\n') + '\n'
+}
+
+/** serve and demo: resolve the backends, build, listen, print the banner, drain on SIGTERM/SIGINT. */
+export async function serve (config: Config, log: Logger, opts: ServeOptions = {}): Promise<Served> {
+  const env = opts.env ?? process.env
+  const backends = await resolveBackends(config, env)
+  let sidecar: Sidecar
+  try {
+    sidecar = await createSidecar(backends.config, { logger: log })
+  } catch (err) {
+    await backends.close()
+    throw err
+  }
+
+  let seed: DemoSeed | null = null
+  let token: CreatedCredential | null = null
+  try {
+    if (backends.embedded !== null || opts.demo === true) {
+      seed = await seedDemo(sidecar.db)
+      if (seed.created || opts.demo === true) {
+        const service = createCredentialService({ db: sidecar.db, cache: sidecar.cache, roles: createRoleTable(config.roles), config })
+        token = await mintDemoToken(service, seed)
+      }
+    }
+  } catch (err) {
+    await sidecar.close()
+    await backends.close()
+    throw err
+  }
+
+  const ports = await sidecar.listen()
+  log.info({ ...ports, embeddedDatabase: backends.embedded !== null, demoUpstream: backends.demoUpstream !== null, redis: config.redis.url !== null }, 'hg-auth-sidecar listening')
+  ;(opts.out ?? process.stdout).write(banner(backends, config, ports, seed, token))
+
+  let closing: Promise<void> | null = null
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await sidecar.close()
+      await backends.close()
+      await opts.onClosed?.()
+    })()
+    return closing
+  }
+
   const stop = (signal: string): void => {
-    if (stopping) return
-    stopping = true
     log.info({ signal, graceMs: config.server.shutdownGraceMs }, 'shutting down: draining in-flight requests')
     const force = setTimeout(() => {
       log.warn('grace period over; exiting with requests still in flight')
       process.exit(1)
     }, config.server.shutdownGraceMs)
     force.unref()
-    sidecar.close().then(() => {
+    close().then(() => {
       log.info('shut down cleanly')
-      log.flush?.()
       process.exit(0)
     }, (err: unknown) => {
       log.error({ err }, 'shutdown failed')
@@ -41,5 +169,5 @@ export async function serve (config: Config, log: Logger): Promise<Served> {
   }
   process.once('SIGTERM', () => stop('SIGTERM'))
   process.once('SIGINT', () => stop('SIGINT'))
-  return { sidecar, port, opsPort }
+  return { sidecar, ...ports, close }
 }

@@ -1,10 +1,13 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Command, CommanderError } from 'commander'
 import { createRoleTable } from '../auth/principal.js'
 import { ConfigError, loadConfig } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { createCredentialService, type CreatedCredential, type PatView } from '../credentials/service.js'
 import { createLogger } from '../logger.js'
-import { serve, sizeThreadpool } from '../server.js'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.js'
 import { migrate } from '../store/migrate.js'
 import { openStore, type Store } from '../store/open.js'
 
@@ -15,19 +18,23 @@ function config (): Config {
   return loadConfig({ env: process.env })
 }
 
-function requireDatabase (cfg: Config): Config {
-  if (cfg.database.url === null) throw new UsageError('DATABASE_URL is not set')
-  return cfg
-}
-
+/** Runs a management command against DATABASE_URL, or against the embedded database when none is set. */
 async function withStore<T> (fn: (store: Store, cfg: Config) => Promise<T>): Promise<T> {
-  const cfg = requireDatabase(config())
+  let cfg = config()
+  let embedded: EmbeddedPostgres | null = null
+  if (cfg.database.url === null) {
+    if (process.env.NODE_ENV === 'production') throw new UsageError('DATABASE_URL is not set')
+    embedded = await startEmbeddedPostgres(cfg.database.dataDir)
+    cfg = { ...cfg, database: { ...cfg.database, url: embedded.url } }
+  }
   const store = openStore(cfg)
   try {
+    if (embedded !== null) await migrate(store.db.pool)
     if (store.cache !== null) await store.cache.waitReady(2000)
     return await fn(store, cfg)
   } finally {
     await store.close()
+    await embedded?.close()
   }
 }
 
@@ -84,9 +91,25 @@ export function buildCli (): Command {
   program.command('serve', { isDefault: true })
     .description('run the proxy, ops and admin listeners (the default)')
     .action(async () => {
-      const cfg = requireDatabase(config())
-      if (cfg.upstream.url === null) throw new UsageError('UPSTREAM_URL is not set')
+      const cfg = config()
+      // Loaded here: the management commands start faster without fastify and the proxy.
+      const { serve } = await import('../server.js')
       await serve(cfg, createLogger(cfg.logLevel))
+    })
+
+  program.command('demo')
+    .description('serve with a demo org, user and a fresh demo token (embedded database unless DATABASE_URL is set)')
+    .option('--ephemeral', 'keep the data in a temporary directory, removed on exit')
+    .action(async (o: { ephemeral?: boolean }) => {
+      let cfg = config()
+      let cleanup: (() => void) | undefined
+      if (o.ephemeral === true) {
+        const dir = mkdtempSync(join(tmpdir(), 'hg-sidecar-demo-'))
+        cfg = { ...cfg, database: { ...cfg.database, url: null, dataDir: dir } }
+        cleanup = () => rmSync(dir, { recursive: true, force: true })
+      }
+      const { serve } = await import('../server.js')
+      await serve(cfg, createLogger(cfg.logLevel), { demo: true, onClosed: cleanup })
     })
 
   program.command('migrate')
@@ -146,6 +169,11 @@ export function buildCli (): Command {
   return program
 }
 
+/** libuv's threadpool runs bcrypt: size it to the cores unless the operator chose. Before any threadpool use. */
+export function sizeThreadpool (env: NodeJS.ProcessEnv = process.env): void {
+  if (env.UV_THREADPOOL_SIZE === undefined) env.UV_THREADPOOL_SIZE = String(Math.max(4, availableParallelism()))
+}
+
 export async function main (argv: string[]): Promise<number> {
   sizeThreadpool()
   const program = buildCli()
@@ -165,4 +193,3 @@ export async function main (argv: string[]): Promise<number> {
     return 1
   }
 }
-

@@ -11,7 +11,7 @@ export const DEFAULT_CONFIG_FILE = new URL('../../config/default.yaml', import.m
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 type JsonObject = { [key: string]: Json }
-export type DeepPartial<T> = T extends Array<infer _U> ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
+export type DeepPartial<T> = T extends unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
 export interface LoadOptions {
   /** Environment to read deployment settings from; defaults to an empty one (tests pass object literals). */

@@ -1,0 +1,3 @@
+// The same tests on the embedded backends: PGlite and the in-process prefix cache.
+process.env.HG_TEST_BACKEND = 'embedded'
+await import('../auth/prefix-collision.test.js')

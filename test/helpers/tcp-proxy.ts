@@ -1,0 +1,60 @@
+import net from 'node:net'
+
+export interface TcpProxy {
+  port: number
+  url(scheme: string, path?: string): string
+  /** Drops every connection and refuses new ones: the service looks down. */
+  cut(): void
+  /** Accepts and forwards again. */
+  restore(): void
+  close(): Promise<void>
+}
+
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+/** A TCP relay in front of a real service, so a test can take it away and bring it back. */
+export async function startTcpProxy (t: Teardown, targetHost: string, targetPort: number): Promise<TcpProxy> {
+  let up = true
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer(client => {
+    if (!up) {
+      client.destroy()
+      return
+    }
+    const upstream = net.connect(targetPort, targetHost)
+    sockets.add(client)
+    sockets.add(upstream)
+    const drop = (): void => {
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    client.on('error', drop).on('close', drop)
+    upstream.on('error', drop).on('close', drop)
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  const proxy: TcpProxy = {
+    port,
+    url: (scheme, path = '') => `${scheme}://127.0.0.1:${port}${path}`,
+    cut () {
+      up = false
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+    },
+    restore () {
+      up = true
+    },
+    close: () => new Promise<void>(resolve => {
+      proxy.cut()
+      server.close(() => resolve())
+    })
+  }
+  t.teardown(() => proxy.close())
+  return proxy
+}
