@@ -13,15 +13,21 @@ import { createRoleTable, type RoleTable } from './auth/principal.js'
 import { createFailureLimiter } from './auth/rate-limit.js'
 import type { Config } from './config/schema.js'
 import { maskCredentials } from './credentials/format.js'
-import { errorDef, HG_ERR_INTERNAL, HG_ERR_NOT_FOUND, HG_ERR_REQUEST_BAD, RETRY_AFTER_SECONDS, type ErrorDef } from './errors.js'
+import { errorDef, HG_ERR_INTERNAL, HG_ERR_NOT_FOUND, HG_ERR_OVERLOADED, HG_ERR_REQUEST_BAD, RETRY_AFTER_SECONDS, type ErrorDef } from './errors.js'
 import { createLogger, type Logger } from './logger.js'
+import underPressure from '@fastify/under-pressure'
+import { buildAdminApp } from './api/admin.js'
+import { registerSelfService, SELF_SERVICE_PREFIXES } from './api/self-service.js'
+import { createLastUsedRecorder, type LastUsedRecorder } from './auth/last-used.js'
+import { createCredentialService, type CredentialService } from './credentials/service.js'
+import { createMetrics, type Metrics } from './ops/metrics.js'
 import { buildOpsApp, type Health } from './ops/server.js'
 import proxyPlugin from './proxy/plugin.js'
 import { createBatcher } from './store/batcher.js'
 import { LATEST_VERSION, migrate, schemaVersion } from './store/migrate.js'
 import { createDb, type Db } from './store/postgres.js'
 import { createMemoryPrefixCache, createRedisPrefixCache, type PrefixCache } from './store/prefix-cache.js'
-import { apiKeyStates, patCandidates, patStates } from './store/queries.js'
+import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from './store/queries.js'
 
 export interface SidecarOptions {
   logger?: Logger
@@ -36,10 +42,14 @@ export interface Sidecar {
   bcrypt: BcryptPool
   roles: RoleTable
   health: Health
+  metrics: Metrics
+  lastUsed: LastUsedRecorder
+  service: CredentialService
   proxy: FastifyInstance
   ops: FastifyInstance
+  admin: FastifyInstance
   /** Starts the listeners; resolves with the ports actually bound (0 in config = any free port). */
-  listen(): Promise<{ port: number, opsPort: number }>
+  listen(): Promise<{ port: number, opsPort: number, adminPort: number }>
   /** Marks not ready, drains in-flight requests, closes the pools. Idempotent. */
   close(): Promise<void>
 }
@@ -52,7 +62,8 @@ export function sendError (reply: FastifyReply, def: ErrorDef, body?: string): F
 }
 
 /** One error handler for every listener: registered codes map to their body, the rest is never echoed. */
-export function errorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function errorHandler (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const err = error as FastifyError
   const def = errorDef(err.code)
   if (def !== undefined) {
     if (def.status >= 500) request.log.error({ err }, 'request failed')
@@ -77,6 +88,11 @@ export function fastifyOptions (config: Config, log: Logger): FastifyHttpOptions
     return503OnClosing: true,
     frameworkErrors: (_err, _req, reply) => sendError(reply, HG_ERR_REQUEST_BAD)
   }
+}
+
+function hasOverloadLimits (config: Config): boolean {
+  const o = config.server.overload
+  return o.maxEventLoopDelayMs > 0 || o.maxEventLoopUtilization > 0 || o.maxHeapUsedBytes > 0 || o.maxRssBytes > 0
 }
 
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
@@ -109,7 +125,27 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   })
   const bcrypt = createBcryptPool({ concurrency: config.auth.bcryptConcurrency, queueSize: config.auth.bcryptQueueSize })
   const roles = createRoleTable(config.roles)
-  const policy = createPolicy(config)
+  const policy = createPolicy(config, SELF_SERVICE_PREFIXES)
+  const metrics = createMetrics({
+    bcryptQueue: () => bcrypt.queued,
+    bcryptActive: () => bcrypt.active,
+    dbPool: () => db.stats(),
+    memoSize: () => memo.size
+  })
+  db.onQuery(metrics.dbQuery)
+  cache.onResult(metrics.prefixCache)
+  bcrypt.onCompare(metrics.bcrypt)
+  bcrypt.onReject(metrics.bcryptRejected)
+  const lastUsed = createLastUsedRecorder({
+    flushIntervalMs: config.auth.lastUsed.flushIntervalMs,
+    minIntervalMs: config.auth.lastUsed.minIntervalSeconds * 1000,
+    write: async (kind, ids, at) => {
+      await (kind === 'pat' ? touchPats(db, ids, at) : touchApiKeys(db, ids, at))
+      metrics.lastUsedWrites(kind, ids.length)
+    },
+    onError: err => log.warn({ err }, 'last_used_at write failed')
+  })
+  const service = createCredentialService({ db, cache, roles, config })
 
   const pipeline = createPipeline({
     policy,
@@ -121,7 +157,8 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
       cache,
       roles,
       loadCandidates: prefix => patCandidates(db, prefix),
-      states: createBatcher(ids => patStates(db, ids))
+      states: createBatcher(ids => patStates(db, ids)),
+      onMemo: metrics.memo
     }),
     authenticateApiKey: createApiKeyAuthenticator({
       roles,
@@ -150,7 +187,28 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   proxy.removeAllContentTypeParsers()
   // Bodies are never buffered: the raw stream goes to the upstream as it arrives.
   proxy.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
-  registerAuthHook(proxy, { pipeline })
+  if (hasOverloadLimits(config)) {
+    await proxy.register(underPressure, {
+      maxEventLoopDelay: config.server.overload.maxEventLoopDelayMs,
+      maxEventLoopUtilization: config.server.overload.maxEventLoopUtilization,
+      maxHeapUsedBytes: config.server.overload.maxHeapUsedBytes,
+      maxRssBytes: config.server.overload.maxRssBytes,
+      retryAfter: RETRY_AFTER_SECONDS,
+      pressureHandler: (_req, reply) => {
+        metrics.overloaded()
+        sendError(reply, HG_ERR_OVERLOADED)
+      }
+    })
+  }
+  registerAuthHook(proxy, {
+    pipeline,
+    onDecision (result, seconds) {
+      const type = result.kind ?? 'none'
+      metrics.authDecision(type, result.pass ? 'allow' : 'deny', result.reason, seconds)
+      if (result.pass && result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
+    }
+  })
+  registerSelfService(proxy, { service })
   proxy.addHook('onResponse', async (request, reply) => {
     const url = request.raw.url ?? ''
     const q = url.indexOf('?')
@@ -170,10 +228,12 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     timeoutMs: config.upstream.timeoutMs,
     connections: config.upstream.connections,
     stripCredentialHeader: config.auth.stripCredentialHeader,
-    trustProxy: config.server.trustProxy
+    trustProxy: config.server.trustProxy,
+    onUpstreamResponse: metrics.upstream
   })
 
-  const ops = buildOpsApp({ log, health })
+  const ops = buildOpsApp({ log, health, metrics: metrics.render })
+  const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, errorHandler })
 
   if (config.database.migrateOnStart) {
     try {
@@ -196,19 +256,27 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     bcrypt,
     roles,
     health,
+    metrics,
+    lastUsed,
+    service,
     proxy,
     ops,
+    admin,
     async listen () {
       await ops.listen({ host: config.server.host, port: config.server.opsPort })
+      await admin.listen({ host: config.server.adminHost, port: config.server.adminPort })
       await proxy.listen({ host: config.server.host, port: config.server.port })
       const port = (proxy.server.address() as { port: number }).port
       const opsPort = (ops.server.address() as { port: number }).port
-      return { port, opsPort }
+      const adminPort = (admin.server.address() as { port: number }).port
+      return { port, opsPort, adminPort }
     },
     close () {
       closing ??= (async () => {
+        // Readiness answers 503 from here on; in-flight requests finish, new ones are refused.
         health.shuttingDown = true
-        await proxy.close()
+        await Promise.allSettled([proxy.close(), admin.close()])
+        await lastUsed.close()
         await ops.close()
         await Promise.allSettled([db.close(), cache.close()])
       })()

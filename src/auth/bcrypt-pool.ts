@@ -18,12 +18,14 @@ export interface BcryptPool {
   readonly compares: number
   readonly rejections: number
   onCompare(observer: (seconds: number) => void): void
+  onReject(observer: () => void): void
 }
 
 export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
   const concurrency = opts.concurrency > 0 ? opts.concurrency : availableParallelism()
   const waiting: Array<() => void> = []
   const observers: Array<(seconds: number) => void> = []
+  const rejectObservers: Array<() => void> = []
   let active = 0
   let compares = 0
   let rejections = 0
@@ -50,6 +52,7 @@ export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
       if (active >= concurrency) {
         if (waiting.length >= opts.queueSize) {
           rejections++
+          for (const o of rejectObservers) o()
           throw hgError(HG_ERR_AUTH_BUSY)
         }
         // The slot is handed over by release(): active stays counted.
@@ -68,6 +71,7 @@ export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
     get concurrency () { return concurrency },
     get compares () { return compares },
     get rejections () { return rejections },
-    onCompare (observer) { observers.push(observer) }
+    onCompare (observer) { observers.push(observer) },
+    onReject (observer) { rejectObservers.push(observer) }
   }
 }

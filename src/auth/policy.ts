@@ -9,6 +9,8 @@ export interface PolicyDecision {
   deny: boolean
   /** The upstream origin for this request; null = the default UPSTREAM_URL. */
   upstream: string | null
+  /** Answered by the sidecar itself (self-service API): authenticated, never forwarded. */
+  local: boolean
 }
 
 function underPrefix (path: string, prefix: string): boolean {
@@ -23,23 +25,25 @@ export interface Policy {
 }
 
 /** DESIGN.md 2.7: first matching route (segment-aware prefix), then its first matching rule. */
-export function createPolicy (config: Pick<Config, 'routes' | 'defaultDeny'>): Policy {
+export function createPolicy (config: Pick<Config, 'routes' | 'defaultDeny'>, localPrefixes: readonly string[] = []): Policy {
   const routes: readonly Route[] = config.routes
-  const open: PolicyDecision = { public: false, permission: null, deny: false, upstream: null }
-  const denied: PolicyDecision = { public: false, permission: null, deny: true, upstream: null }
+  const open: PolicyDecision = { public: false, permission: null, deny: false, upstream: null, local: false }
+  const denied: PolicyDecision = { public: false, permission: null, deny: true, upstream: null, local: false }
+  const local: PolicyDecision = { public: false, permission: null, deny: false, upstream: null, local: true }
   return {
     upstreams: [...new Set(routes.flatMap(r => r.upstream === undefined ? [] : [r.upstream]))],
     decide (method, path) {
+      for (const prefix of localPrefixes) if (underPrefix(path, prefix)) return local
       for (const route of routes) {
         if (!underPrefix(path, route.prefix)) continue
         const upstream = route.upstream ?? null
-        if (route.public === true) return { public: true, permission: null, deny: false, upstream }
+        if (route.public === true) return { public: true, permission: null, deny: false, upstream, local: false }
         const rules = route.rules ?? []
         if (rules.length === 0) return { ...open, upstream }
         for (const rule of rules) {
           if (rule.methods !== undefined && !(rule.methods as string[]).includes(method)) continue
           if (rule.prefix !== undefined && !underPrefix(path, rule.prefix)) continue
-          return { public: rule.public === true, permission: rule.permission ?? null, deny: false, upstream }
+          return { public: rule.public === true, permission: rule.permission ?? null, deny: false, upstream, local: false }
         }
         return config.defaultDeny ? { ...denied, upstream } : { ...open, upstream }
       }

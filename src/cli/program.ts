@@ -166,6 +166,61 @@ export function buildCli (): Command {
       })
     })
 
+  const apiKey = program.command('api-key').description('org-owned API keys')
+  apiKey.command('create')
+    .description('mint an API key for an org; prints the secret once')
+    .requiredOption('--org-id <uuid>', 'owning org')
+    .requiredOption('--created-by <uuid>', 'an admin or owner of the org')
+    .requiredOption('--name <name>', 'what the key is for')
+    .requiredOption('--role <role>', "the key's fixed role, at most the creator's")
+    .option('--permissions <list>', "comma-separated subset of the role's permissions")
+    .option('--expires-in <duration>', 'lifetime such as 30d, 12h, 2w, 1y')
+    .option('--expires-at <iso>', 'expiry as an ISO 8601 date-time')
+    .option('--no-expiry', 'never expires (when the policy allows it)')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { orgId: string, createdBy: string, name: string, role: string, permissions?: string, expiresIn?: string, expiresAt?: string, expiry: boolean, json?: boolean }) => {
+      await withStore(async (store, cfg) => {
+        const created = await service(store, cfg).createApiKey({
+          orgId: o.orgId,
+          createdBy: o.createdBy,
+          name: o.name,
+          role: o.role,
+          permissions: splitList(o.permissions) ?? null,
+          expiresIn: o.expiresIn,
+          expiresAt: o.expiresAt,
+          noExpiry: !o.expiry
+        })
+        printCreated(created, o.json === true, 'API key', { role: created.role })
+      })
+    })
+  apiKey.command('list')
+    .description("list an org's API keys (never the secrets)")
+    .requiredOption('--org-id <uuid>', 'owning org')
+    .option('--json', 'print JSON')
+    .action(async (o: { orgId: string, json?: boolean }) => {
+      await withStore(async (store, cfg) => {
+        const rows = await service(store, cfg).listApiKeys(o.orgId)
+        if (o.json === true) {
+          process.stdout.write(JSON.stringify(rows) + '\n')
+          return
+        }
+        if (rows.length === 0) process.stdout.write('no API keys\n')
+        for (const r of rows) {
+          const state = r.revokedAt !== null ? 'revoked' : r.expiresAt !== null && Date.parse(r.expiresAt) <= Date.now() ? 'expired' : 'active'
+          process.stdout.write(`${r.id}  ${r.prefix}  ${state.padEnd(7)}  ${r.role.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
+        }
+      })
+    })
+  apiKey.command('revoke')
+    .description('revoke an API key at once')
+    .argument('<id>', 'key id')
+    .action(async (id: string) => {
+      await withStore(async (store, cfg) => {
+        const r = await service(store, cfg).revokeApiKey(id)
+        process.stdout.write(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}\n`)
+      })
+    })
+
   return program
 }
 

@@ -34,7 +34,13 @@ export const ConfigSchema = Type.Object({
     adminHost: Type.String({ minLength: 1 }),
     adminPort: Port,
     trustProxy: Type.Boolean(),
-    shutdownGraceMs: NonNegativeInt
+    shutdownGraceMs: NonNegativeInt,
+    overload: Type.Object({
+      maxEventLoopDelayMs: NonNegativeInt,
+      maxEventLoopUtilization: Type.Number({ minimum: 0, maximum: 1 }),
+      maxHeapUsedBytes: NonNegativeInt,
+      maxRssBytes: NonNegativeInt
+    }, { additionalProperties: false })
   }, { additionalProperties: false }),
   upstream: Type.Object({
     url: Type.Union([HttpUrl, Type.Null()]),
@@ -71,6 +77,10 @@ export const ConfigSchema = Type.Object({
     rateLimit: Type.Object({
       maxFailures: NonNegativeInt,
       windowSeconds: PositiveInt
+    }, { additionalProperties: false }),
+    lastUsed: Type.Object({
+      flushIntervalMs: PositiveInt,
+      minIntervalSeconds: NonNegativeInt
     }, { additionalProperties: false })
   }, { additionalProperties: false }),
   tokens: Type.Object({

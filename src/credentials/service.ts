@@ -4,7 +4,7 @@ import { hgError, HG_ERR_MGMT_INVALID, HG_ERR_MGMT_NOT_FOUND } from '../errors.j
 import type { Db } from '../store/postgres.js'
 import type { PrefixCache } from '../store/prefix-cache.js'
 import * as q from '../store/queries.js'
-import { generateCredential, hashPat } from './mint.js'
+import { generateCredential, hashPat, sha256 } from './mint.js'
 
 export interface ExpiryInput {
   expiresAt?: string | Date | null
@@ -124,11 +124,60 @@ export function patView (r: q.PatRecord): PatView {
   }
 }
 
+export interface CreateApiKeyInput extends ExpiryInput {
+  orgId: string
+  createdBy: string
+  name: string
+  role: string
+  permissions?: string[] | null
+}
+
+export interface CreatedApiKey extends CreatedCredential {
+  role: string
+}
+
+export interface ApiKeyView {
+  id: string
+  name: string
+  prefix: string
+  orgId: string
+  createdBy: string | null
+  role: string
+  permissions: string[] | null
+  createdAt: string
+  expiresAt: string | null
+  lastUsedAt: string | null
+  revokedAt: string | null
+}
+
+export function apiKeyView (r: q.ApiKeyRecord): ApiKeyView {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    orgId: r.orgId,
+    createdBy: r.createdBy,
+    role: r.role,
+    permissions: r.permissions,
+    createdAt: r.createdAt.toISOString(),
+    expiresAt: iso(r.expiresAt),
+    lastUsedAt: iso(r.lastUsedAt),
+    revokedAt: iso(r.revokedAt)
+  }
+}
+
+/** Roles that may create API keys (DESIGN.md 1: the creator's role bounds the key's). */
+export const KEY_CREATOR_ROLES: ReadonlySet<string> = new Set(['admin', 'owner'])
+
 export interface CredentialService {
   createPat(input: CreatePatInput): Promise<CreatedCredential>
   listPats(userId: string, orgId?: string | null): Promise<PatView[]>
   getPat(id: string): Promise<PatView | null>
   revokePat(id: string): Promise<PatView>
+  createApiKey(input: CreateApiKeyInput): Promise<CreatedApiKey>
+  listApiKeys(orgId: string): Promise<ApiKeyView[]>
+  getApiKey(id: string): Promise<ApiKeyView | null>
+  revokeApiKey(id: string): Promise<ApiKeyView>
 }
 
 export interface CredentialServiceDeps {
@@ -181,6 +230,40 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       if (rec === null) throw hgError(HG_ERR_MGMT_NOT_FOUND, 'no such token')
       await invalidate(rec.prefix)
       return patView(rec)
+    },
+    async createApiKey (input) {
+      const orgId = requireUuid(input.orgId, 'org-id')
+      const createdBy = requireUuid(input.createdBy, 'created-by')
+      const name = validateName(input.name)
+      if (!roles.has(input.role)) throw invalid(`unknown role ${input.role}; known: ${roles.order.join(', ')}`)
+      const permissions = normalizePermissions(input.permissions, roles)
+      if (permissions !== null) {
+        const granted = roles.permissionsOf(input.role)
+        const beyond = permissions.filter(p => !granted.has(p))
+        if (beyond.length > 0) throw invalid(`permission(s) beyond the key's role ${input.role}: ${beyond.join(', ')}`)
+      }
+      const { expiresAt, warnings } = resolveExpiry(input, config.tokens)
+      const m = await q.membership(db, createdBy, orgId)
+      if (m.userStatus === null) throw invalid('no such user (created-by)')
+      if (m.userStatus !== 'active') throw invalid(`the creator is ${m.userStatus}, not active`)
+      if (m.role === null) throw invalid('the creator is not a member of that org')
+      if (!KEY_CREATOR_ROLES.has(m.role)) throw invalid(`only an admin or owner of the org can create API keys; the creator is ${m.role}`)
+      if (roles.rank(input.role) > roles.rank(m.role)) throw invalid(`${/^[aeiou]/.test(m.role) ? 'an' : 'a'} ${m.role} cannot create a key with the higher role ${input.role}`)
+      const { token, prefix } = generateCredential('api_key')
+      const rec = await q.insertApiKey(db, { orgId, createdBy, name, prefix, sha256: sha256(token), role: input.role, permissions, expiresAt })
+      return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, role: rec.role, warnings }
+    },
+    async listApiKeys (orgId) {
+      return (await q.listApiKeys(db, requireUuid(orgId, 'org-id'))).map(apiKeyView)
+    },
+    async getApiKey (id) {
+      const rec = await q.getApiKey(db, requireUuid(id, 'id'))
+      return rec === null ? null : apiKeyView(rec)
+    },
+    async revokeApiKey (id) {
+      const rec = await q.revokeApiKey(db, requireUuid(id, 'id'))
+      if (rec === null) throw hgError(HG_ERR_MGMT_NOT_FOUND, 'no such API key')
+      return apiKeyView(rec)
     }
   }
 }

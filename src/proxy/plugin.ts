@@ -3,7 +3,7 @@ import httpProxy from '@fastify/http-proxy'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { IdentityHeader, setIdentityHeaders } from '../auth/identity-headers.js'
-import { HG_ERR_UPSTREAM_REFUSED, HG_ERR_UPSTREAM_TIMEOUT, type ErrorDef } from '../errors.js'
+import { HG_ERR_NOT_FOUND, HG_ERR_UPSTREAM_REFUSED, HG_ERR_UPSTREAM_TIMEOUT, type ErrorDef } from '../errors.js'
 
 export interface ProxyOptions {
   /** Default upstream origin (UPSTREAM_URL). */
@@ -89,7 +89,13 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
       onResponse: undefined
     },
     // The raw target keeps the query string byte for byte (http-proxy would re-serialize it).
-    handler: (request: FastifyRequest, reply: FastifyReply, _dest: string, options: Parameters<FastifyReply['from']>[1]) => reply.from(request.raw.url, options),
+    handler: (request: FastifyRequest, reply: FastifyReply, _dest: string, options: Parameters<FastifyReply['from']>[1]) => {
+      // Self-service paths the sidecar has no route for are still never forwarded.
+      if (request.hg?.decision?.local === true) {
+        return reply.code(404).header('content-type', 'application/json; charset=utf-8').send(HG_ERR_NOT_FOUND.body)
+      }
+      return reply.from(request.raw.url, options)
+    },
     disableRequestLogging: true
   })
 

@@ -240,3 +240,91 @@ export async function touchApiKeys (db: Db, ids: readonly string[], at: Date): P
     UPDATE api_keys SET last_used_at = $2
     WHERE id = ANY($1::uuid[]) AND (last_used_at IS NULL OR last_used_at < $2)`, [ids, at])
 }
+
+// --- API keys ----------------------------------------------------------------
+
+export interface NewApiKey {
+  orgId: string
+  createdBy: string
+  name: string
+  prefix: string
+  sha256: Buffer
+  role: string
+  permissions: string[] | null
+  expiresAt: Date | null
+}
+
+export interface ApiKeyRecord {
+  id: string
+  orgId: string
+  createdBy: string | null
+  name: string
+  prefix: string
+  role: string
+  permissions: string[] | null
+  expiresAt: Date | null
+  createdAt: Date
+  lastUsedAt: Date | null
+  revokedAt: Date | null
+}
+
+const KEY_COLUMNS = 'id, org_id, created_by, name, prefix, role, permissions, expires_at, created_at, last_used_at, revoked_at'
+
+interface KeyRow {
+  id: string
+  org_id: string
+  created_by: string | null
+  name: string
+  prefix: string
+  role: string
+  permissions: string[] | null
+  expires_at: Date | null
+  created_at: Date
+  last_used_at: Date | null
+  revoked_at: Date | null
+}
+
+function toKey (r: KeyRow): ApiKeyRecord {
+  return {
+    id: r.id,
+    orgId: r.org_id,
+    createdBy: r.created_by,
+    name: r.name,
+    prefix: r.prefix,
+    role: r.role,
+    permissions: r.permissions,
+    expiresAt: r.expires_at,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at
+  }
+}
+
+export async function insertApiKey (db: Db, k: NewApiKey): Promise<ApiKeyRecord> {
+  const rows = await db.query<KeyRow>('hg_api_key_insert', `
+    INSERT INTO api_keys (org_id, created_by, name, prefix, secret_sha256, role, permissions, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    RETURNING ${KEY_COLUMNS}`,
+  [k.orgId, k.createdBy, k.name, k.prefix, k.sha256, k.role, k.permissions, k.expiresAt])
+  const row = rows[0]
+  if (row === undefined) throw new Error('insert returned no row')
+  return toKey(row)
+}
+
+export async function listApiKeys (db: Db, orgId: string): Promise<ApiKeyRecord[]> {
+  const rows = await db.query<KeyRow>('hg_api_key_list', `SELECT ${KEY_COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC, id`, [orgId])
+  return rows.map(toKey)
+}
+
+export async function getApiKey (db: Db, id: string): Promise<ApiKeyRecord | null> {
+  const rows = await db.query<KeyRow>('hg_api_key_get', `SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1`, [id])
+  const row = rows[0]
+  return row === undefined ? null : toKey(row)
+}
+
+export async function revokeApiKey (db: Db, id: string): Promise<ApiKeyRecord | null> {
+  const rows = await db.query<KeyRow>('hg_api_key_revoke', `
+    UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING ${KEY_COLUMNS}`, [id])
+  const row = rows[0]
+  return row === undefined ? null : toKey(row)
+}

@@ -104,6 +104,7 @@ export interface Stack {
   sidecar: Sidecar
   port: number
   opsPort: number
+  adminPort: number
   upstream: Upstream
   databaseUrl: string
   redisKeyPrefix: string
@@ -127,7 +128,8 @@ export function testConfig (base: { databaseUrl: string, redisUrl: string | null
   const cfg = loadConfig({
     env: {},
     overrides: {
-      server: { host: '127.0.0.1', port: 0, opsPort: 0, adminPort: 0, shutdownGraceMs: 5000 },
+      // Load shedding off: PGlite's start-up and a busy CI machine stall the event loop by design.
+      server: { host: '127.0.0.1', port: 0, opsPort: 0, adminHost: '127.0.0.1', adminPort: 0, shutdownGraceMs: 5000, overload: { maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0, maxHeapUsedBytes: 0, maxRssBytes: 0 } },
       upstream: { url: base.upstreamUrl, timeoutMs: 10_000 },
       database: { url: base.databaseUrl, poolSize: 4 },
       redis: { url: base.redisUrl, keyPrefix: base.redisKeyPrefix },
@@ -159,7 +161,8 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
   t.teardown(() => sidecar.close())
   let port = 0
   let opsPort = 0
-  if (opts.listen !== false) ({ port, opsPort } = await sidecar.listen())
+  let adminPort = 0
+  if (opts.listen !== false) ({ port, opsPort, adminPort } = await sidecar.listen())
 
   const sql: pg.Pool = embedded ? sidecar.db.pool : new pg.Pool({ connectionString: databaseUrl, max: 2 })
   if (!embedded) {
@@ -173,6 +176,7 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
     sidecar,
     port,
     opsPort,
+    adminPort,
     upstream,
     databaseUrl,
     redisKeyPrefix,

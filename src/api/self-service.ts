@@ -1,0 +1,100 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Principal } from '../auth/principal.js'
+import type { CredentialService, PatView } from '../credentials/service.js'
+import { forbiddenBody, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID } from '../errors.js'
+import { IdentityHeader } from '../auth/identity-headers.js'
+
+/** Answered by the sidecar itself on the proxy port, never forwarded (DESIGN.md 5). */
+export const SELF_SERVICE_PREFIXES = ['/api/personal-access-tokens', '/api/api-keys'] as const
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const ALL_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+
+function json (reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(body)
+}
+
+function principalOf (request: FastifyRequest): Principal | null {
+  return request.hg?.principal ?? null
+}
+
+function needs (reply: FastifyReply, permission: string): FastifyReply {
+  reply.header(IdentityHeader.requiredPermission, permission)
+  return json(reply, HG_ERR_AUTH_FORBIDDEN.status, forbiddenBody(permission))
+}
+
+function notFound (reply: FastifyReply): FastifyReply {
+  return json(reply, 404, JSON.stringify({ error: 'not_found', message: 'Not found' }))
+}
+
+/** The list shape of a PAT: never a hash, never a secret. */
+function patListItem (r: PatView): Record<string, unknown> {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    permissions: r.permissions,
+    createdAt: r.createdAt,
+    expiresAt: r.expiresAt,
+    lastUsedAt: r.lastUsedAt,
+    revokedAt: r.revokedAt,
+    revoked: r.revokedAt !== null
+  }
+}
+
+export interface SelfServiceOptions {
+  service: CredentialService
+}
+
+/** GET/DELETE of the caller's own PATs and, with api-keys:manage, of the org's API keys. */
+export function registerSelfService (app: FastifyInstance, { service }: SelfServiceOptions): void {
+  app.get('/api/personal-access-tokens', async (request, reply) => {
+    const p = principalOf(request)
+    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
+    if (p.userId === null) return json(reply, 403, JSON.stringify({ error: 'forbidden', message: 'Personal access tokens are listed with a personal access token' }))
+    const rows = await service.listPats(p.userId, p.orgId)
+    return json(reply, 200, JSON.stringify(rows.map(patListItem)))
+  })
+
+  app.delete<{ Params: { id: string } }>('/api/personal-access-tokens/:id', async (request, reply) => {
+    const p = principalOf(request)
+    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
+    const { id } = request.params
+    if (!UUID.test(id)) return notFound(reply)
+    const tok = await service.getPat(id)
+    // Someone else's token without tokens:manage, or another org's: 404, not 403 (existence is not revealed).
+    const own = tok !== null && p.userId !== null && tok.userId === p.userId
+    if (tok === null || tok.orgId !== p.orgId || !(own || p.permissions.includes('tokens:manage'))) return notFound(reply)
+    await service.revokePat(id)
+    return reply.code(204).send()
+  })
+
+  app.get('/api/api-keys', async (request, reply) => {
+    const p = principalOf(request)
+    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
+    if (!p.permissions.includes('api-keys:manage')) return needs(reply, 'api-keys:manage')
+    const rows = await service.listApiKeys(p.orgId)
+    return json(reply, 200, JSON.stringify(rows.map(r => ({ ...r, revoked: r.revokedAt !== null }))))
+  })
+
+  app.delete<{ Params: { id: string } }>('/api/api-keys/:id', async (request, reply) => {
+    const p = principalOf(request)
+    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
+    if (!p.permissions.includes('api-keys:manage')) return needs(reply, 'api-keys:manage')
+    const { id } = request.params
+    if (!UUID.test(id)) return notFound(reply)
+    const key = await service.getApiKey(id)
+    if (key === null || key.orgId !== p.orgId) return notFound(reply)
+    await service.revokeApiKey(id)
+    return reply.code(204).send()
+  })
+
+  // Anything else under these prefixes is the sidecar's too: never forwarded.
+  const methodNotAllowed = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
+    json(reply, 405, JSON.stringify({ error: 'bad_request', message: 'Method not allowed' }))
+  for (const prefix of SELF_SERVICE_PREFIXES) {
+    app.route({ method: ALL_METHODS.filter(m => m !== 'GET'), url: prefix, handler: methodNotAllowed })
+    app.route({ method: ALL_METHODS.filter(m => m !== 'DELETE'), url: `${prefix}/:id`, handler: methodNotAllowed })
+    app.route({ method: [...ALL_METHODS, 'HEAD'], url: `${prefix}/:id/*`, handler: async (_req, reply) => notFound(reply) })
+  }
+}
