@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http'
 import type { Principal } from './principal.js'
 
 export const IdentityHeader = {
@@ -14,7 +13,7 @@ export const IdentityHeader = {
 } as const
 
 /** The contract's identity headers (DESIGN.md 2.8), set on a header object already stripped of x-hg-*. */
-export function setIdentityHeaders (headers: IncomingHttpHeaders, p: Principal): void {
+export function setIdentityHeaders (headers: Record<string, string | string[] | undefined>, p: Principal): void {
   headers[IdentityHeader.authType] = p.type
   if (p.userId !== null) headers[IdentityHeader.userId] = p.userId
   headers[IdentityHeader.orgId] = p.orgId

@@ -71,8 +71,26 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
     reply.code(def.status).header('content-type', 'application/json; charset=utf-8').send(def.body)
   }
 
+  /** WebSocket upgrades (DESIGN.md 2.8): authenticated by the same onRequest hook; the upstream gets the same identity. */
+  function wsHeaders (_base: Record<string, string>, request: FastifyRequest): Record<string, string> {
+    const headers: Record<string, string | string[] | undefined> = {}
+    for (const k of ['cookie', 'user-agent', 'origin', 'accept-language']) {
+      if (request.headers[k] !== undefined) headers[k] = request.headers[k]
+    }
+    const hg = request.hg
+    if (hg?.reason === 'passthrough' && hg.credentialSource !== null) headers[hg.credentialSource] = request.headers[hg.credentialSource]
+    if (hg?.principal != null) setIdentityHeaders(headers, hg.principal)
+    headers['x-forwarded-for'] = forwardedFor(request, opts.trustProxy)
+    headers['x-forwarded-proto'] = request.protocol
+    if (request.headers.host !== undefined) headers['x-forwarded-host'] = request.headers.host
+    headers['x-request-id'] = request.id
+    return headers as Record<string, string>
+  }
+
   await app.register(httpProxy as unknown as FastifyPluginAsync<Record<string, unknown>>, {
     upstream: '',
+    websocket: true,
+    wsClientOptions: { rewriteRequestHeaders: wsHeaders },
     proxyPayloads: false,
     undici: {
       connections: opts.connections,
