@@ -35,7 +35,10 @@ export async function resolveBackends (config: Config, env: NodeJS.ProcessEnv): 
   try {
     if (config.database.url === null) {
       embedded = await startEmbeddedPostgres(config.database.dataDir)
-      resolved = { ...resolved, database: { ...resolved.database, url: embedded.url, poolSize: 1 } }
+      // PGlite runs its queries on this very event loop: event-loop delay and utilization
+      // then measure the database too, and would shed load that is only the database working.
+      const overload = { ...resolved.server.overload, maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0 }
+      resolved = { ...resolved, database: { ...resolved.database, url: embedded.url, poolSize: 1 }, server: { ...resolved.server, overload } }
     }
     if (config.upstream.url === null) {
       demoUpstream = await startDemoUpstream()

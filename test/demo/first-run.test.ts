@@ -74,7 +74,7 @@ t.test('first run with nothing configured: embedded database, demo upstream, a p
   t.notMatch(second.out(), /hg_pat_[0-9a-f]{48}/, 'no token printed on the second start')
   t.match(second.out(), /hg-sidecar demo/, 'says how to mint a new demo token')
   const again = await request(Number(m2[2]), '/api/scans', { headers: { 'x-api-key': token } })
-  t.equal(again.statusCode, 200, 'the first token still works after a restart')
+  t.equal(again.statusCode, 200, `the first token still works after a restart: ${again.text}`)
   t.equal(await stop(second), 0)
 })
 
@@ -97,7 +97,8 @@ t.test('demo --ephemeral: a fresh token every time, data in a temp dir removed o
   rememberSecret(m[1] as string)
   const dir = /EMBEDDED PostgreSQL \(PGlite\) in (\S+):/.exec(r.out())?.[1]
   t.ok(dir !== undefined && dir.startsWith(tmpdir()))
-  t.equal((await request(Number(m[2]), '/api/scans', { headers: { 'x-api-key': m[1] as string } })).statusCode, 200)
+  const res = await request(Number(m[2]), '/api/scans', { headers: { 'x-api-key': m[1] as string } })
+  t.equal(res.statusCode, 200, res.text)
   t.equal(await stop(r), 0)
   t.notOk(existsSync(dir ?? ''), 'temp data removed')
   t.same(readdirSync(cwd), [], 'nothing left in the working directory')
