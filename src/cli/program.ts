@@ -67,6 +67,21 @@ function printCreated (c: CreatedCredential, json: boolean, what: string, extra:
   ].join('\n'))
 }
 
+function stateOf (r: { revokedAt: string | null, expiresAt: string | null }): string {
+  if (r.revokedAt !== null) return 'revoked'
+  return r.expiresAt !== null && Date.parse(r.expiresAt) <= Date.now() ? 'expired' : 'active'
+}
+
+/** The options every credential-minting command takes. */
+function withCreateOptions (cmd: Command): Command {
+  return cmd
+    .option('--permissions <list>', "comma-separated subset of the role's permissions")
+    .option('--expires-in <duration>', 'lifetime such as 30d, 12h, 2w, 1y')
+    .option('--expires-at <iso>', 'expiry as an ISO 8601 date-time')
+    .option('--no-expiry', 'never expires (when the policy allows it)')
+    .option('--json', 'print one JSON object')
+}
+
 function printPats (rows: PatView[], json: boolean): void {
   if (json) {
     process.stdout.write(JSON.stringify(rows) + '\n')
@@ -77,8 +92,7 @@ function printPats (rows: PatView[], json: boolean): void {
     return
   }
   for (const r of rows) {
-    const state = r.revokedAt !== null ? 'revoked' : r.expiresAt !== null && Date.parse(r.expiresAt) <= Date.now() ? 'expired' : 'active'
-    process.stdout.write(`${r.id}  ${r.prefix}  ${state.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
+    process.stdout.write(`${r.id}  ${r.prefix}  ${stateOf(r).padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
   }
 }
 
@@ -124,16 +138,11 @@ export function buildCli (): Command {
     })
 
   const token = program.command('token').description('personal access tokens')
-  token.command('create')
+  withCreateOptions(token.command('create')
     .description('mint a PAT for a user in an org; prints the secret once')
     .requiredOption('--user-id <uuid>', 'owner')
     .requiredOption('--org-id <uuid>', 'org the token is bound to')
-    .requiredOption('--name <name>', 'what the token is for')
-    .option('--expires-in <duration>', 'lifetime such as 30d, 12h, 2w, 1y')
-    .option('--expires-at <iso>', 'expiry as an ISO 8601 date-time')
-    .option('--no-expiry', 'never expires (when the policy allows it)')
-    .option('--permissions <list>', 'comma-separated subset of the role\'s permissions')
-    .option('--json', 'print one JSON object')
+    .requiredOption('--name <name>', 'what the token is for'))
     .action(async (o: { userId: string, orgId: string, name: string, expiresIn?: string, expiresAt?: string, expiry: boolean, permissions?: string, json?: boolean }) => {
       await withStore(async (store, cfg) => {
         const created = await service(store, cfg).createPat({
@@ -167,17 +176,12 @@ export function buildCli (): Command {
     })
 
   const apiKey = program.command('api-key').description('org-owned API keys')
-  apiKey.command('create')
+  withCreateOptions(apiKey.command('create')
     .description('mint an API key for an org; prints the secret once')
     .requiredOption('--org-id <uuid>', 'owning org')
     .requiredOption('--created-by <uuid>', 'an admin or owner of the org')
     .requiredOption('--name <name>', 'what the key is for')
-    .requiredOption('--role <role>', "the key's fixed role, at most the creator's")
-    .option('--permissions <list>', "comma-separated subset of the role's permissions")
-    .option('--expires-in <duration>', 'lifetime such as 30d, 12h, 2w, 1y')
-    .option('--expires-at <iso>', 'expiry as an ISO 8601 date-time')
-    .option('--no-expiry', 'never expires (when the policy allows it)')
-    .option('--json', 'print one JSON object')
+    .requiredOption('--role <role>', "the key's fixed role, at most the creator's"))
     .action(async (o: { orgId: string, createdBy: string, name: string, role: string, permissions?: string, expiresIn?: string, expiresAt?: string, expiry: boolean, json?: boolean }) => {
       await withStore(async (store, cfg) => {
         const created = await service(store, cfg).createApiKey({
@@ -206,8 +210,7 @@ export function buildCli (): Command {
         }
         if (rows.length === 0) process.stdout.write('no API keys\n')
         for (const r of rows) {
-          const state = r.revokedAt !== null ? 'revoked' : r.expiresAt !== null && Date.parse(r.expiresAt) <= Date.now() ? 'expired' : 'active'
-          process.stdout.write(`${r.id}  ${r.prefix}  ${state.padEnd(7)}  ${r.role.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
+          process.stdout.write(`${r.id}  ${r.prefix}  ${stateOf(r).padEnd(7)}  ${r.role.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
         }
       })
     })
