@@ -162,7 +162,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     }),
     authenticateApiKey: createApiKeyAuthenticator({
       roles,
-      states: createBatcher(hashes => apiKeyStates(db, hashes))
+      states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))))
     })
   })
 
@@ -210,6 +210,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   })
   registerSelfService(proxy, { service })
   proxy.addHook('onResponse', async (request, reply) => {
+    if (!log.isLevelEnabled('info')) return
     const url = request.raw.url ?? ''
     const q = url.indexOf('?')
     const hg = request.hg

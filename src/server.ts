@@ -162,12 +162,13 @@ export async function serve (config: Config, log: Logger, opts: ServeOptions = {
       process.exit(1)
     }, config.server.shutdownGraceMs)
     force.unref()
+    const exit = (code: number): void => log.flush(() => process.exit(code))
     close().then(() => {
       log.info('shut down cleanly')
-      process.exit(0)
+      exit(0)
     }, (err: unknown) => {
       log.error({ err }, 'shutdown failed')
-      process.exit(1)
+      exit(1)
     })
   }
   process.once('SIGTERM', () => stop('SIGTERM'))

@@ -38,13 +38,16 @@ class TtlMap<T> {
       this.map.delete(k)
       return undefined
     }
+    // A hit moves the entry to the young end (keeping its expiry): eviction is least recently used.
+    this.map.delete(k)
+    this.map.set(k, e)
     return e.value
   }
 
   set (k: string, value: T): void {
     if (this.ttlMs <= 0) return
     this.map.delete(k)
-    // Insertion order is age order: evict the oldest when full.
+    // Map order is use order: evict the least recently used when full.
     while (this.map.size >= this.max) {
       const oldest = this.map.keys().next()
       if (oldest.done === true) break

@@ -62,21 +62,42 @@ export function createMetrics (sources: MetricsSources): Metrics {
 
   const statusClass = (code: number): string => code >= 100 && code < 600 ? `${Math.floor(code / 100)}xx` : 'other'
 
+  // Label children looked up once per label set: the hot path then only increments.
+  function cached<T> (make: (...labels: string[]) => T): (...labels: string[]) => T {
+    const children = new Map<string, T>()
+    return (...labels) => {
+      const key = labels.join('\u0000')
+      let c = children.get(key)
+      if (c === undefined) {
+        c = make(...labels)
+        children.set(key, c)
+      }
+      return c
+    }
+  }
+  const decisionChild = cached((type = '', result = '', reason = '') => decisions.labels({ type, result, reason }))
+  const authDurationChild = cached((type = '', result = '') => authDuration.labels({ type, result }))
+  const memoChild = cached((result = '') => memo.labels({ result }))
+  const cacheChild = cached((result = '') => cache.labels({ result }))
+  const dbChild = cached((query = '', result = '') => dbDuration.labels({ query, result }))
+  const upstreamChild = cached((c = '') => upstreamResponses.labels({ status_class: c }))
+  const upstreamDurationChild = cached((c = '') => upstreamDuration.labels({ status_class: c }))
+
   return {
     registry,
     authDecision (type, result, reason, seconds) {
-      decisions.inc({ type, result, reason })
-      authDuration.observe({ type, result }, seconds)
+      decisionChild(type, result, reason).inc()
+      authDurationChild(type, result).observe(seconds)
     },
     bcrypt: seconds => bcryptDuration.observe(seconds),
     bcryptRejected: () => bcryptRejections.inc(),
-    prefixCache: result => cache.inc({ result }),
-    memo: result => memo.inc({ result }),
-    dbQuery: (query, seconds, ok) => dbDuration.observe({ query, result: ok ? 'ok' : 'error' }, seconds),
+    prefixCache: result => cacheChild(result).inc(),
+    memo: result => memoChild(result).inc(),
+    dbQuery: (query, seconds, ok) => dbChild(query, ok ? 'ok' : 'error').observe(seconds),
     upstream (code, seconds) {
       const c = statusClass(code)
-      upstreamResponses.inc({ status_class: c })
-      upstreamDuration.observe({ status_class: c }, seconds)
+      upstreamChild(c).inc()
+      upstreamDurationChild(c).observe(seconds)
     },
     lastUsedWrites: (kind, count) => lastUsed.inc({ type: kind }, count),
     overloaded: () => overload.inc(),

@@ -6,7 +6,11 @@ import type { Candidate } from './prefix-cache.js'
  * the same name must always carry the same text.
  */
 
-/** Revoked or long-expired tokens drop out of the candidate lists after this window. */
+/**
+ * Revoked or long-expired tokens drop out of the candidate lists after this window.
+ * Recently used tokens come first: a token whose memo entry expired is usually
+ * re-verified with one compare, not half the list.
+ */
 const CANDIDATE_GRACE = "interval '7 days'"
 
 export async function patCandidates (db: Db, prefix: string): Promise<Candidate[]> {
@@ -15,7 +19,7 @@ export async function patCandidates (db: Db, prefix: string): Promise<Candidate[
     WHERE prefix = $1
       AND (revoked_at IS NULL OR revoked_at > now() - ${CANDIDATE_GRACE})
       AND (expires_at IS NULL OR expires_at > now() - ${CANDIDATE_GRACE})
-    ORDER BY created_at DESC`, [prefix])
+    ORDER BY last_used_at DESC NULLS LAST, created_at DESC`, [prefix])
   return rows.map(r => ({ id: r.id, hash: r.secret_hash }))
 }
 
@@ -90,8 +94,8 @@ export interface ApiKeyState {
   sha256Hex: string
 }
 
-/** The fresh state of several API keys, looked up by the SHA-256 of the whole key. */
-export async function apiKeyStates (db: Db, hashes: readonly string[]): Promise<Map<string, ApiKeyState>> {
+/** The fresh state of several API keys, looked up by the SHA-256 of the whole key (unique index). */
+export async function apiKeyStates (db: Db, hashes: readonly Buffer[]): Promise<Map<string, ApiKeyState>> {
   const rows = await db.query<{
     id: string
     org_id: string
@@ -101,17 +105,18 @@ export async function apiKeyStates (db: Db, hashes: readonly string[]): Promise<
     expires_at: Date | null
     revoked: boolean
     expired: boolean
-    sha_hex: string
+    secret_sha256: Buffer
   }>('hg_api_key_states', `
     SELECT k.id, k.org_id, k.prefix, k.role, k.permissions, k.expires_at,
            k.revoked_at IS NOT NULL AS revoked,
            (k.expires_at IS NOT NULL AND k.expires_at <= now()) AS expired,
-           encode(k.secret_sha256, 'hex') AS sha_hex
+           k.secret_sha256
     FROM api_keys k
-    WHERE k.secret_sha256 = ANY(SELECT decode(h, 'hex') FROM unnest($1::text[]) AS h)`, [hashes])
+    WHERE k.secret_sha256 = ANY($1::bytea[])`, [hashes])
   const out = new Map<string, ApiKeyState>()
   for (const r of rows) {
-    out.set(r.sha_hex, {
+    const hex = r.secret_sha256.toString('hex')
+    out.set(hex, {
       id: r.id,
       orgId: r.org_id,
       prefix: r.prefix,
@@ -120,7 +125,7 @@ export async function apiKeyStates (db: Db, hashes: readonly string[]): Promise<
       expiresAt: r.expires_at,
       revoked: r.revoked,
       expired: r.expired,
-      sha256Hex: r.sha_hex
+      sha256Hex: hex
     })
   }
   return out

@@ -39,6 +39,13 @@ t.test('memo: TTL, bound, negative entries, per-process keys', async t => {
   t.ok(memo.isNegative('bad'))
   now += 1001
   t.notOk(memo.isNegative('bad'))
+  const lru = createMemo({ ttlSeconds: 10, maxEntries: 2, negativeTtlSeconds: 1, negativeMaxEntries: 1, now: () => now })
+  lru.set('a', { id: 'a', hash: 'h' })
+  lru.set('b', { id: 'b', hash: 'h' })
+  t.ok(lru.get('a'), 'a used')
+  lru.set('c', { id: 'c', hash: 'h' })
+  t.ok(lru.get('a'), 'the recently used entry survives')
+  t.equal(lru.get('b'), undefined, 'the least recently used is evicted')
   const off = createMemo({ ttlSeconds: 0, maxEntries: 10, negativeTtlSeconds: 1, negativeMaxEntries: 1 })
   off.set('a', { id: '1', hash: 'h' })
   t.equal(off.enabled, false)
