@@ -1,0 +1,140 @@
+// One server under test per process, driven over IPC by bench/run.mjs:
+//   upstream  plain node:http origin answering a ~100-byte JSON body
+//   baseline  fastify + @fastify/http-proxy, no authentication (the floor of our stack)
+//   sidecar   createSidecar() from dist/ with the given config overrides
+//   bcrypt    no server: measures bcrypt.compare throughput on all cores
+import http from 'node:http'
+import { availableParallelism } from 'node:os'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+
+const DIST = new URL('../../dist/', import.meta.url)
+
+// ~100 bytes, like a small scan-service answer.
+const BODY = Buffer.from(JSON.stringify({ id: 'scan_7f3a9c2e', status: 'completed', findings: { critical: 0, high: 2, medium: 11 }, ok: true }))
+
+let closeFn = async () => {}
+let statsFn = () => ({})
+let eld = null
+
+function reply (id, result, error) {
+  process.send(error === undefined ? { id, result } : { id, error: String(error?.stack ?? error) })
+}
+
+async function startUpstream () {
+  const server = http.createServer((req, res) => {
+    // Drain any request body, then answer.
+    req.resume()
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': BODY.length })
+    res.end(BODY)
+  })
+  server.keepAliveTimeout = 60_000
+  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
+  closeFn = () => new Promise(resolve => { server.closeAllConnections(); server.close(() => resolve()) })
+  return { port: server.address().port }
+}
+
+async function startBaseline ({ upstream, connections }) {
+  const { default: Fastify } = await import('fastify')
+  const { default: httpProxy } = await import('@fastify/http-proxy')
+  const app = Fastify({ logger: false })
+  // The same undici pool shape the sidecar's proxy plugin uses.
+  await app.register(httpProxy, { upstream, undici: { connections, pipelining: 1 } })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  closeFn = () => app.close()
+  return { port: app.server.address().port }
+}
+
+async function startSidecar ({ overrides }) {
+  const { loadConfig } = await import(new URL('config/load.js', DIST))
+  const { createSidecar } = await import(new URL('app.js', DIST))
+  const config = loadConfig({ env: {}, overrides })
+  const sidecar = await createSidecar(config)
+  const ports = await sidecar.listen()
+  closeFn = () => sidecar.close()
+  statsFn = () => ({
+    memo: sidecar.memo.size,
+    compares: sidecar.bcrypt.compares,
+    rejections: sidecar.bcrypt.rejections,
+    bcryptConcurrency: sidecar.bcrypt.concurrency
+  })
+  return { ...ports, bcryptConcurrency: sidecar.bcrypt.concurrency }
+}
+
+/** Compares per second with every core busy, and the time of one compare alone. */
+async function bcryptAlone ({ cost, seconds }) {
+  const { default: bcrypt } = await import('bcrypt')
+  const secret = 'hg_pat_' + 'ab'.repeat(24)
+  const hash = await bcrypt.hash(secret, cost)
+  const single = []
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now()
+    await bcrypt.compare(secret, hash)
+    single.push(performance.now() - t)
+  }
+  single.sort((a, b) => a - b)
+  const inFlight = availableParallelism() * 2
+  const end = performance.now() + seconds * 1000
+  let done = 0
+  async function worker () {
+    while (performance.now() < end) {
+      await bcrypt.compare(secret, hash)
+      done++
+    }
+  }
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: inFlight }, worker))
+  const elapsed = (performance.now() - t0) / 1000
+  return { comparesPerSecond: done / elapsed, compareMs: single[1], cores: availableParallelism(), threadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4) }
+}
+
+process.on('message', async msg => {
+  try {
+    switch (msg.cmd) {
+      case 'start': {
+        const fn = { upstream: startUpstream, baseline: startBaseline, sidecar: startSidecar }[msg.role]
+        if (fn === undefined) throw new Error(`unknown role ${msg.role}`)
+        reply(msg.id, await fn(msg.options ?? {}))
+        break
+      }
+      case 'bcrypt':
+        reply(msg.id, await bcryptAlone(msg.options))
+        break
+      case 'stats': {
+        if (msg.gc === true && typeof globalThis.gc === 'function') {
+          globalThis.gc()
+          globalThis.gc()
+        }
+        const m = process.memoryUsage()
+        reply(msg.id, { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, ...statsFn() })
+        break
+      }
+      case 'now':
+        // CLOCK_MONOTONIC in µs: the clock of a .cpuprofile's timestamps.
+        reply(msg.id, Number(process.hrtime.bigint() / 1000n))
+        break
+      case 'eld-start':
+        eld = monitorEventLoopDelay({ resolution: 2 })
+        eld.enable()
+        reply(msg.id, {})
+        break
+      case 'eld-stop': {
+        if (eld === null) throw new Error('eld-start first')
+        eld.disable()
+        // The histogram includes the 2 ms sampling period itself.
+        reply(msg.id, { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6, mean: eld.mean / 1e6 })
+        eld = null
+        break
+      }
+      case 'stop':
+        try { await closeFn() } catch {}
+        process.exit(0)
+        break
+      default:
+        throw new Error(`unknown command ${msg.cmd}`)
+    }
+  } catch (err) {
+    reply(msg.id, undefined, err)
+  }
+})
+
+process.on('disconnect', () => process.exit(0))
