@@ -47,7 +47,12 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
     if (opts.stripCredentialHeader && hg?.credentialSource != null && hg.reason !== 'passthrough') {
       delete headers[hg.credentialSource]
     }
-    if (hg?.credentialSource === null || hg === null) delete headers['x-api-key']
+    if (hg?.credentialSource === null || hg === null) {
+      // Public routes: a credential the client sent anyway is not the upstream's business either.
+      delete headers['x-api-key']
+      const auth = headers.authorization
+      if (typeof auth === 'string' && /^bearer\s+hg_/i.test(auth)) delete headers.authorization
+    }
     if (hg?.principal != null) setIdentityHeaders(headers, hg.principal)
     headers['x-forwarded-for'] = forwardedFor(request, opts.trustProxy)
     headers['x-forwarded-proto'] = request.protocol

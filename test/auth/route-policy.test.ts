@@ -30,6 +30,13 @@ t.test('route policy through real HTTP: permissions, public routes, defaultDeny,
   t.equal(pub.statusCode, 200, 'public: no credential needed')
   const seen = env.upstream.requests.at(-1)
   t.same(Object.keys(seen?.headers ?? {}).filter(h => h.startsWith('x-hg-')), [], 'x-hg-* still stripped on a public route')
+  for (const headers of [{ 'x-api-key': member.token }, { authorization: `Bearer ${member.token}` }]) {
+    t.equal((await env.request('/api/status', { headers })).statusCode, 200)
+    const h = env.upstream.requests.at(-1)?.headers ?? {}
+    t.notOk('x-api-key' in h || 'authorization' in h, 'a credential sent to a public route is not forwarded')
+  }
+  t.equal((await env.request('/api/status', { headers: { authorization: 'Basic dXNlcjpwdw==' } })).statusCode, 200)
+  t.equal(env.upstream.requests.at(-1)?.headers.authorization, 'Basic dXNlcjpwdw==', 'other Authorization schemes pass')
 
   const denied = await env.get('/somewhere/else', member.token)
   t.equal(denied.statusCode, 403, 'defaultDeny: no route matches')
