@@ -53,4 +53,4 @@ USER 10001:10001
 EXPOSE 8080 9090
 # No HEALTHCHECK: Kubernetes probes GET /healthz and /readyz on the ops port.
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/cli/index.js", "serve"]
+CMD ["node", "dist/cli/bin.cjs", "serve"]

@@ -2,13 +2,12 @@
 // npm run bench [-- options]: the sidecar against a no-auth @fastify/http-proxy
 // baseline, measured in one interleaved run; writes docs/BENCHMARKS.md.
 // See --help, and docs/BENCHMARKS.md "Method".
-import './lib/env.mjs'
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
@@ -24,6 +23,8 @@ import { renderMarkdown } from './lib/markdown.mjs'
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const SERVER = fileURLToPath(new URL('./lib/server.mjs', import.meta.url))
 const LOADGEN = fileURLToPath(new URL('./lib/loadgen.mjs', import.meta.url))
+// Sizes libuv's threadpool in each sidecar process as the hg-sidecar executable does.
+const THREADPOOL = fileURLToPath(new URL('./lib/threadpool.cjs', import.meta.url))
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PATH = '/api/scans/42'
 const MALFORMED = 'hg_pat_nope'
@@ -210,7 +211,7 @@ function httpGet (agent, port, token, timeoutMs) {
 
 /** --render: the Markdown again from a saved results.json (same numbers; current evaluation and layout). */
 function render (opts) {
-  const file = join(process.cwd(), opts.render)
+  const file = resolve(opts.render)
   const report = JSON.parse(readFileSync(file, 'utf8'))
   report.targets = evaluateTargets(report)
   const p = report.profile
@@ -225,7 +226,7 @@ function render (opts) {
     }
   }
   report.notes.push(`rendered again from \`${relative(ROOT, file)}\` by \`node bench/run.mjs --render\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: same measurements${rewindowed ? '; the profile summarized over its automatically detected load window' : ''}`)
-  const out = join(ROOT, opts.out)
+  const out = resolve(ROOT, opts.out)
   writeFileSync(out, renderMarkdown(report, { resultsDir: relative(ROOT, dirname(file)) }))
   process.stdout.write(consoleSummary(report) + '\n')
   process.stderr.write(`wrote ${opts.out}\n`)
@@ -351,10 +352,11 @@ async function main () {
      */
     async function startSidecar (name, { cpus = CPU.server, warmList = null, nodeArgs = [], logs = true, ...cfg }) {
       const warmFirst = warmList !== null && cpus !== CPU.all
-      const c = child(SERVER, name, { cpus: warmFirst ? CPU.all : cpus, nodeArgs: ['--expose-gc', ...nodeArgs], logs })
+      const c = child(SERVER, name, { cpus: warmFirst ? CPU.all : cpus, nodeArgs: ['--require', THREADPOOL, '--expose-gc', ...nodeArgs], logs })
       const info = await c.call('start', { role: 'sidecar', options: { overrides: overrides(cfg) } }, 60_000)
       c.port = info.port
       c.bcryptConcurrency = info.bcryptConcurrency
+      c.threadpool = info.threadpool
       if (warmList !== null) {
         const t = Date.now()
         await warm(c, warmList)
@@ -400,7 +402,7 @@ async function main () {
     const infoSc = await startSidecar('sidecar-info-logs', { db: main, keyPrefix: 'info', auth: memoAuth, logLevel: 'info', logs: false, warmList: 'hot' })
     const floodSc = await startSidecar('sidecar-flood', { db: main, keyPrefix: 'flood', auth: { rateLimit: { maxFailures: 0 } } })
     const coldSc = await startSidecar('sidecar-cold', { db: main, keyPrefix: 'cold', auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
-    report.bcryptConcurrency = { hot: hotSc.bcryptConcurrency, cold: coldSc.bcryptConcurrency }
+    report.bcryptConcurrency = { hot: hotSc.bcryptConcurrency, cold: coldSc.bcryptConcurrency, threadpool: coldSc.threadpool }
 
     const scenarios = [
       { key: 'upstream', label: 'upstream alone (node:http, no proxy)', port: up.port, tokens: 'hot', server: upstream },
@@ -725,7 +727,7 @@ async function main () {
     report.elapsedSeconds = (Date.now() - started) / 1000
     writeFileSync(join(resultsDir, 'results.json'), JSON.stringify(report, null, 2))
     const md = renderMarkdown(report, { resultsDir: relative(ROOT, resultsDir) })
-    const out = join(ROOT, opts.out)
+    const out = resolve(ROOT, opts.out)
     mkdirSync(dirname(out), { recursive: true })
     writeFileSync(out, md)
     process.stdout.write('\n' + consoleSummary(report) + '\n')

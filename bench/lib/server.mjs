@@ -51,13 +51,17 @@ async function startSidecar ({ overrides }) {
   const sidecar = await createSidecar(config)
   const ports = await sidecar.listen()
   closeFn = () => sidecar.close()
+  // Seconds spent inside bcrypt compares (pool utilization = this / (window x concurrency)).
+  let compareSeconds = 0
+  sidecar.bcrypt.onCompare(s => { compareSeconds += s })
   statsFn = () => ({
+    compareSeconds,
     memo: sidecar.memo.size,
     compares: sidecar.bcrypt.compares,
     rejections: sidecar.bcrypt.rejections,
     bcryptConcurrency: sidecar.bcrypt.concurrency
   })
-  return { ...ports, bcryptConcurrency: sidecar.bcrypt.concurrency }
+  return { ...ports, bcryptConcurrency: sidecar.bcrypt.concurrency, threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)' }
 }
 
 /** Compares per second with every core busy, and the time of one compare alone. */

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import { availableParallelism, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError } from 'commander'
 import { createRoleTable } from '../auth/principal.js'
@@ -227,13 +227,7 @@ export function buildCli (): Command {
   return program
 }
 
-/** libuv's threadpool runs bcrypt: size it to the cores unless the operator chose. Before any threadpool use. */
-export function sizeThreadpool (env: NodeJS.ProcessEnv = process.env): void {
-  if (env.UV_THREADPOOL_SIZE === undefined) env.UV_THREADPOOL_SIZE = String(Math.max(4, availableParallelism()))
-}
-
 export async function main (argv: string[]): Promise<number> {
-  sizeThreadpool()
   const program = buildCli()
   try {
     await program.parseAsync(argv)

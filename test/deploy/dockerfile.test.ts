@@ -127,7 +127,7 @@ t.test('the runtime stage: production only, non-root, no healthcheck, the contra
 
   t.ok(ops(FINAL, 'ENV').some(e => /^NODE_ENV[= ]production$/.test(e.args)), 'NODE_ENV=production')
   const cmd = execForm(ops(FINAL, 'CMD').at(-1)?.args ?? '')
-  t.same(cmd, ['node', 'dist/cli/index.js', 'serve'], 'CMD runs the CLI serve command in exec form')
+  t.same(cmd, ['node', 'dist/cli/bin.cjs', 'serve'], 'CMD runs the CLI serve command in exec form')
   const entry = execForm(ops(FINAL, 'ENTRYPOINT').at(-1)?.args ?? '[]')
   t.ok(entry === null || entry.length === 0 || /(^|\/)tini$/.test(entry[0] ?? ''), 'ENTRYPOINT, if any, is tini (signals forwarded, zombies reaped)')
   t.ok(ops(FINAL, 'WORKDIR').at(-1)?.args === '/app', 'WORKDIR /app')

@@ -15,7 +15,7 @@ import { createEmbeddedDatabase, embeddedMode } from './embedded.js'
 import { createRedisNamespace, createTestDatabase, REDIS_URL } from './services.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-export const CLI = fileURLToPath(new URL('../../dist/cli/index.js', import.meta.url))
+export const CLI = fileURLToPath(new URL('../../dist/cli/bin.cjs', import.meta.url))
 
 interface Tap {
   teardown(fn: () => unknown): void

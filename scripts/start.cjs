@@ -1,11 +1,13 @@
 // `npm start`: builds first when dist/ is missing or older than src/, then serves.
-import { execFileSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+// CommonJS, and synchronous up to the hand-over, so that bin.cjs still sizes
+// libuv's threadpool before anything starts it (see src/cli/threadpool.cts).
+'use strict'
+const { execFileSync } = require('node:child_process')
+const { existsSync, readdirSync, statSync } = require('node:fs')
+const { join } = require('node:path')
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const entry = join(root, 'dist', 'cli', 'index.js')
+const root = join(__dirname, '..')
+const entry = join(root, 'dist', 'cli', 'bin.cjs')
 
 function newest (dir) {
   let t = 0
@@ -27,4 +29,4 @@ if (!existsSync(entry) || newest(join(root, 'src')) > statSync(entry).mtimeMs) {
 }
 
 process.argv.splice(2, 0, ...(process.argv.length > 2 ? [] : ['serve']))
-await import(entry)
+require(entry)
