@@ -157,12 +157,12 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
       cache,
       roles,
       loadCandidates: prefix => patCandidates(db, prefix),
-      states: createBatcher(ids => patStates(db, ids)),
+      states: createBatcher(ids => patStates(db, ids), { maxInFlight: config.database.stateQueriesInFlight }),
       onMemo: metrics.memo
     }),
     authenticateApiKey: createApiKeyAuthenticator({
       roles,
-      states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))))
+      states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), { maxInFlight: config.database.stateQueriesInFlight })
     })
   })
 

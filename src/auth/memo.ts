@@ -25,7 +25,10 @@ export interface MemoOptions {
   now?: () => number
 }
 
-interface Timed<T> { value: T, expires: number }
+interface Timed<T> { value: T, expires: number, used: number }
+
+/** Recency granularity: a hit moves its entry at most once per this many ms (a Map delete + set saved per hot hit). */
+const TOUCH_MS = 1000
 
 class TtlMap<T> {
   private readonly map = new Map<string, Timed<T>>()
@@ -34,13 +37,18 @@ class TtlMap<T> {
   get (k: string): T | undefined {
     const e = this.map.get(k)
     if (e === undefined) return undefined
-    if (e.expires <= this.now()) {
+    const now = this.now()
+    if (e.expires <= now) {
       this.map.delete(k)
       return undefined
     }
-    // A hit moves the entry to the young end (keeping its expiry): eviction is least recently used.
-    this.map.delete(k)
-    this.map.set(k, e)
+    // A hit moves the entry to the young end (keeping its expiry): eviction is least
+    // recently used, to within TOUCH_MS.
+    if (now - e.used >= TOUCH_MS) {
+      e.used = now
+      this.map.delete(k)
+      this.map.set(k, e)
+    }
     return e.value
   }
 
@@ -53,7 +61,8 @@ class TtlMap<T> {
       if (oldest.done === true) break
       this.map.delete(oldest.value)
     }
-    this.map.set(k, { value, expires: this.now() + this.ttlMs })
+    const now = this.now()
+    this.map.set(k, { value, expires: now + this.ttlMs, used: now })
   }
 
   delete (k: string): void {

@@ -51,6 +51,7 @@ export const ConfigSchema = Type.Object({
     url: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
     dataDir: Type.String({ minLength: 1 }),
     poolSize: PositiveInt,
+    stateQueriesInFlight: NonNegativeInt,
     connectTimeoutMs: PositiveInt,
     queryTimeoutMs: PositiveInt,
     migrateOnStart: Type.Boolean()

@@ -42,7 +42,8 @@ t.test('memo: TTL, bound, negative entries, per-process keys', async t => {
   const lru = createMemo({ ttlSeconds: 10, maxEntries: 2, negativeTtlSeconds: 1, negativeMaxEntries: 1, now: () => now })
   lru.set('a', { id: 'a', hash: 'h' })
   lru.set('b', { id: 'b', hash: 'h' })
-  t.ok(lru.get('a'), 'a used')
+  now += 1000
+  t.ok(lru.get('a'), 'a used (recency counts to the second)')
   lru.set('c', { id: 'c', hash: 'h' })
   t.ok(lru.get('a'), 'the recently used entry survives')
   t.equal(lru.get('b'), undefined, 'the least recently used is evicted')
@@ -67,6 +68,35 @@ t.test('batcher: one fetch per event-loop turn, only with keys that arrived befo
   t.equal(await b.load('missing-key').then(v => v ?? 'none'), 'MISSING-KEY')
   const failing = createBatcher<string, string>(async () => { throw new Error('down') })
   await t.rejects(Promise.all([failing.load('x'), failing.load('y')]), /down/)
+})
+
+t.test('batcher: with maxInFlight, callers wait for the next batch instead of adding queries', async t => {
+  const calls: string[][] = []
+  const gates: Array<() => void> = []
+  const b = createBatcher<string, string>(keys => {
+    calls.push(keys)
+    return new Promise(resolve => gates.push(() => resolve(new Map(keys.map(k => [k, k.toUpperCase()])))))
+  }, { maxInFlight: 1 })
+  const first = b.load('a')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(calls, [['a']], 'the first caller is sent on the next turn')
+  t.equal(b.inFlight, 1)
+  const later = [b.load('b'), b.load('a'), b.load('c')]
+  await new Promise(resolve => setImmediate(resolve))
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(calls, [['a']], 'nothing more is sent while one query is out')
+  gates.shift()?.()
+  t.equal(await first, 'A')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(calls, [['a'], ['b', 'a', 'c']], 'the waiting callers share the next query; "a" is read again, after it was asked for')
+  gates.shift()?.()
+  t.same(await Promise.all(later), ['B', 'A', 'C'])
+  t.equal(b.batches, 2)
+  t.equal(b.keys, 4)
+  t.equal(b.inFlight, 0)
+  const failing = createBatcher<string, string>(async () => { throw new Error('down') }, { maxInFlight: 1 })
+  await t.rejects(failing.load('x'), /down/)
+  t.equal(await Promise.race([failing.load('y').catch(() => 'rejected'), new Promise(resolve => setTimeout(() => resolve('stuck'), 1000))]), 'rejected', 'a failed query frees its slot')
 })
 
 t.test('last-used recorder: once per interval per credential, batched, flushed on close', async t => {
