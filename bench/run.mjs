@@ -407,8 +407,8 @@ async function main () {
     const scenarios = [
       { key: 'upstream', label: 'upstream alone (node:http, no proxy)', port: up.port, tokens: 'hot', server: upstream },
       { key: 'baseline', label: 'no-auth proxy (@fastify/http-proxy) = 1.00', port: base.port, tokens: 'hot', server: baseline },
-      { key: 'memo', label: 'memoized PAT', port: hotSc.port, tokens: 'hot', server: hotSc },
-      { key: 'apikey', label: 'API key', port: hotSc.port, tokens: 'keys', server: hotSc },
+      { key: 'memo', label: 'memoized PAT', port: hotSc.port, tokens: 'hot', counter: hotSc, server: hotSc },
+      { key: 'apikey', label: 'API key', port: hotSc.port, tokens: 'keys', counter: hotSc, server: hotSc },
       { key: 'flood', label: `401 flood (malformed '${MALFORMED}')`, port: floodSc.port, token: MALFORMED, expect: 401, server: floodSc },
       { key: 'memoInfo', label: 'memoized PAT, info-level request logs', port: infoSc.port, tokens: 'hot', server: infoSc },
       { key: 'cold', label: 'cold PAT (memo off: bcrypt every request)', port: coldSc.port, tokens: 'hot', counter: coldSc, server: coldSc },
@@ -449,6 +449,9 @@ async function main () {
             res.rejections = after.rejections - before.rejections
             res.comparesPerSecond = res.compares / res.durationS
             res.comparesPerRequest = res.ok === 0 ? null : res.compares / res.ok
+            // Batching: answered requests per fresh-state query.
+            const queries = (after.stateQueries ?? 0) - (before.stateQueries ?? 0)
+            res.requestsPerStateQuery = queries > 0 ? res.ok / queries : null
           }
           log(`round ${r}/${opts.rounds}  ${s.label.padEnd(48)} ${int(res.rps).padStart(7)} req/s  p50 ${ms(res.p50)}  p99 ${ms(res.p99)} ms${res.total !== res.ok ? `  (${res.total - res.ok} unexpected: ${JSON.stringify(res.statuses)})` : ''}${res.errors > 0 ? `  errors ${res.errors}` : ''}`)
         }

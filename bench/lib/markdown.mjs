@@ -9,8 +9,14 @@ function pct (a, b) {
   return r === null ? '-' : `${(100 * (r - 1)).toFixed(0)}%`
 }
 
+/** "N requests per fresh-state query": how well one scenario's fresh-state reads coalesced (median of its rounds). */
+function batching (rounds) {
+  const v = median((rounds ?? []).map(r => r.requestsPerStateQuery).filter(n => n != null))
+  return v == null ? '' : `${num(v, 1)} requests per fresh-state query`
+}
+
 export function renderMarkdown (report, { resultsDir }) {
-  const { opts, machine, summary: s, bcrypt, cold, stall, memory, scale, profile, targets } = report
+  const { opts, machine, summary: s, bcrypt, cold, stall, memory, scale, profile, targets, runs } = report
   const v = machine.versions
   const base = s.baseline.rps
   const cores = machine.nproc
@@ -41,8 +47,8 @@ export function renderMarkdown (report, { resultsDir }) {
   p(`## Results: ${int(opts.tokens)} tokens, ${opts.rounds} interleaved round(s) of ${opts.duration} s, ${opts.connections} connections`, '')
   const notes = {
     upstream: 'reference: no proxy at all',
-    memo: '',
-    apikey: `${x(ratio(s.apikey.rps, s.memo.rps))} of memoized PAT`,
+    memo: batching(runs.memo),
+    apikey: `${x(ratio(s.apikey.rps, s.memo.rps))} of memoized PAT${batching(runs.apikey) === '' ? '' : `; ${batching(runs.apikey)}`}`,
     flood: 'all 401, no I/O',
     memoInfo: `${pct(s.memoInfo.rps, s.memo.rps)} vs warn-level logs`,
     cold: `${num(cold.comparesPerRequest, 2)} compares/request, ${int(cold.comparesPerSecond)} compares/s = ${x(ratio(cold.comparesPerSecond, bcrypt.comparesPerSecond))} of bcrypt alone${cold.rejections > 0 ? `; ${cold.rejections} answered 503 (bcrypt queue full)` : ''}`

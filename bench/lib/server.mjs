@@ -13,7 +13,7 @@ const DIST = new URL('../../dist/', import.meta.url)
 const BODY = Buffer.from(JSON.stringify({ id: 'scan_7f3a9c2e', status: 'completed', findings: { critical: 0, high: 2, medium: 11 }, ok: true }))
 
 let closeFn = async () => {}
-let statsFn = () => ({})
+let statsFn = async () => ({})
 let eld = null
 
 function reply (id, result, error) {
@@ -54,7 +54,15 @@ async function startSidecar ({ overrides }) {
   // Seconds spent inside bcrypt compares (pool utilization = this / (window x concurrency)).
   let compareSeconds = 0
   sidecar.bcrypt.onCompare(s => { compareSeconds += s })
-  statsFn = () => ({
+  // Fresh-state queries sent (from the sidecar's own metrics): requests per query = how well batches coalesce.
+  const stateQueries = async () => {
+    const m = await sidecar.metrics.registry.getSingleMetric('hg_db_query_duration_seconds')?.get()
+    let n = 0
+    for (const v of m?.values ?? []) if (v.metricName === 'hg_db_query_duration_seconds_count' && /_states$/.test(String(v.labels.query))) n += v.value
+    return n
+  }
+  statsFn = async () => ({
+    stateQueries: await stateQueries(),
     compareSeconds,
     memo: sidecar.memo.size,
     compares: sidecar.bcrypt.compares,
@@ -109,7 +117,7 @@ process.on('message', async msg => {
           globalThis.gc()
         }
         const m = process.memoryUsage()
-        reply(msg.id, { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, ...statsFn() })
+        reply(msg.id, { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, ...(await statsFn()) })
         break
       }
       case 'now':

@@ -12,7 +12,8 @@ export interface Principal {
   permissions: readonly string[]
   /** `permissions` joined with ",": the header value, computed once per role and subset. */
   permissionsHeader: string
-  expiresAt: Date | null
+  /** ISO 8601 (UTC, milliseconds): the x-hg-token-expires value; null for no expiry. */
+  expiresAt: string | null
 }
 
 export interface RoleTable {

@@ -66,7 +66,7 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
 
   function rewriteHeaders (headers: Record<string, unknown>, request: FastifyRequest): Record<string, unknown> {
     const expires = request.hg?.principal?.expiresAt
-    if (expires != null) headers[IdentityHeader.tokenExpires] = expires.toISOString()
+    if (expires != null) headers[IdentityHeader.tokenExpires] = expires
     return headers
   }
 

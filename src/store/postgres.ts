@@ -18,6 +18,8 @@ export interface Db {
   pool: pg.Pool
   /** A named (prepared) statement; any failure becomes HG_ERR_STORE_UNAVAILABLE (fail closed). */
   query<R extends QueryResultRow>(name: string, text: string, values: unknown[]): Promise<R[]>
+  /** The same, rows as arrays in select-list order: no per-row object with named fields (the hot-path reads). */
+  queryArrays<R extends unknown[]>(name: string, text: string, values: unknown[]): Promise<R[]>
   ping(): Promise<boolean>
   stats(): { total: number, idle: number, waiting: number, max: number }
   onQuery(observer: QueryObserver): void
@@ -46,24 +48,27 @@ export function createDb (opts: DbOptions): Db {
   const observers: QueryObserver[] = []
   let closed = false
 
+  async function run<R> (name: string, config: pg.QueryConfig | pg.QueryArrayConfig): Promise<R[]> {
+    const start = performance.now()
+    let ok = false
+    try {
+      const res = await pool.query(config)
+      ok = true
+      return res.rows as R[]
+    } catch (err) {
+      throw hgError(HG_ERR_STORE_UNAVAILABLE, undefined, err)
+    } finally {
+      if (observers.length > 0) {
+        const seconds = (performance.now() - start) / 1000
+        for (const o of observers) o(name, seconds, ok)
+      }
+    }
+  }
+
   return {
     pool,
-    async query<R extends QueryResultRow> (name: string, text: string, values: unknown[]): Promise<R[]> {
-      const start = performance.now()
-      let ok = false
-      try {
-        const res = await pool.query<R>({ name, text, values })
-        ok = true
-        return res.rows
-      } catch (err) {
-        throw hgError(HG_ERR_STORE_UNAVAILABLE, undefined, err)
-      } finally {
-        if (observers.length > 0) {
-          const seconds = (performance.now() - start) / 1000
-          for (const o of observers) o(name, seconds, ok)
-        }
-      }
-    },
+    query: <R extends QueryResultRow>(name: string, text: string, values: unknown[]) => run<R>(name, { name, text, values }),
+    queryArrays: <R extends unknown[]>(name: string, text: string, values: unknown[]) => run<R>(name, { name, text, values, rowMode: 'array' }),
     async ping () {
       try {
         await pool.query('SELECT 1')

@@ -30,7 +30,8 @@ export interface PatState {
   orgId: string
   prefix: string
   permissions: string[] | null
-  expiresAt: Date | null
+  /** ISO 8601 (UTC, milliseconds), or null for no expiry. */
+  expiresAt: string | null
   revoked: boolean
   expired: boolean
   /** null when the user row is gone. */
@@ -39,44 +40,31 @@ export interface PatState {
   role: string | null
 }
 
-/** The fresh state of several PATs in one indexed query (DESIGN.md 2.5). */
+/**
+ * Expiry as the x-hg-token-expires header wants it (what Date#toISOString gives),
+ * formatted by PostgreSQL: the hot path parses no timestamp.
+ */
+export function expiresIsoSql (column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+}
+
+type PatStateRow = [id: string, secretHash: string, userId: string, orgId: string, prefix: string, permissions: string[] | null,
+  expiresAt: string | null, revoked: boolean, expired: boolean, userStatus: string | null, role: string | null]
+
+/** The fresh state of several PATs in one indexed query (DESIGN.md 2.5); rows as arrays (the hot path). */
 export async function patStates (db: Db, ids: readonly string[]): Promise<Map<string, PatState>> {
-  const rows = await db.query<{
-    id: string
-    secret_hash: string
-    user_id: string
-    org_id: string
-    prefix: string
-    permissions: string[] | null
-    expires_at: Date | null
-    revoked: boolean
-    expired: boolean
-    user_status: string | null
-    role: string | null
-  }>('hg_pat_states', `
-    SELECT t.id, t.secret_hash, t.user_id, t.org_id, t.prefix, t.permissions, t.expires_at,
-           t.revoked_at IS NOT NULL AS revoked,
-           (t.expires_at IS NOT NULL AND t.expires_at <= now()) AS expired,
-           u.status AS user_status, m.role
+  const rows = await db.queryArrays<PatStateRow>('hg_pat_states', `
+    SELECT t.id, t.secret_hash, t.user_id, t.org_id, t.prefix, t.permissions, ${expiresIsoSql('t.expires_at')},
+           t.revoked_at IS NOT NULL,
+           (t.expires_at IS NOT NULL AND t.expires_at <= now()),
+           u.status, m.role
     FROM personal_access_tokens t
     LEFT JOIN users u ON u.id = t.user_id
     LEFT JOIN org_memberships m ON m.org_id = t.org_id AND m.user_id = t.user_id
     WHERE t.id = ANY($1::uuid[])`, [ids])
   const out = new Map<string, PatState>()
-  for (const r of rows) {
-    out.set(r.id, {
-      id: r.id,
-      secretHash: r.secret_hash,
-      userId: r.user_id,
-      orgId: r.org_id,
-      prefix: r.prefix,
-      permissions: r.permissions,
-      expiresAt: r.expires_at,
-      revoked: r.revoked,
-      expired: r.expired,
-      userStatus: r.user_status,
-      role: r.role
-    })
+  for (const [id, secretHash, userId, orgId, prefix, permissions, expiresAt, revoked, expired, userStatus, role] of rows) {
+    out.set(id, { id, secretHash, userId, orgId, prefix, permissions, expiresAt, revoked, expired, userStatus, role })
   }
   return out
 }
@@ -87,46 +75,29 @@ export interface ApiKeyState {
   prefix: string
   role: string
   permissions: string[] | null
-  expiresAt: Date | null
+  /** ISO 8601 (UTC, milliseconds), or null for no expiry. */
+  expiresAt: string | null
   revoked: boolean
   expired: boolean
   /** Hex of the stored SHA-256: the batch key. */
   sha256Hex: string
 }
 
+type ApiKeyStateRow = [id: string, orgId: string, prefix: string, role: string, permissions: string[] | null,
+  expiresAt: string | null, revoked: boolean, expired: boolean, sha256Hex: string]
+
 /** The fresh state of several API keys, looked up by the SHA-256 of the whole key (unique index). */
 export async function apiKeyStates (db: Db, hashes: readonly Buffer[]): Promise<Map<string, ApiKeyState>> {
-  const rows = await db.query<{
-    id: string
-    org_id: string
-    prefix: string
-    role: string
-    permissions: string[] | null
-    expires_at: Date | null
-    revoked: boolean
-    expired: boolean
-    secret_sha256: Buffer
-  }>('hg_api_key_states', `
-    SELECT k.id, k.org_id, k.prefix, k.role, k.permissions, k.expires_at,
-           k.revoked_at IS NOT NULL AS revoked,
-           (k.expires_at IS NOT NULL AND k.expires_at <= now()) AS expired,
-           k.secret_sha256
+  const rows = await db.queryArrays<ApiKeyStateRow>('hg_api_key_states', `
+    SELECT k.id, k.org_id, k.prefix, k.role, k.permissions, ${expiresIsoSql('k.expires_at')},
+           k.revoked_at IS NOT NULL,
+           (k.expires_at IS NOT NULL AND k.expires_at <= now()),
+           encode(k.secret_sha256, 'hex')
     FROM api_keys k
     WHERE k.secret_sha256 = ANY($1::bytea[])`, [hashes])
   const out = new Map<string, ApiKeyState>()
-  for (const r of rows) {
-    const hex = r.secret_sha256.toString('hex')
-    out.set(hex, {
-      id: r.id,
-      orgId: r.org_id,
-      prefix: r.prefix,
-      role: r.role,
-      permissions: r.permissions,
-      expiresAt: r.expires_at,
-      revoked: r.revoked,
-      expired: r.expired,
-      sha256Hex: hex
-    })
+  for (const [id, orgId, prefix, role, permissions, expiresAt, revoked, expired, sha256Hex] of rows) {
+    out.set(sha256Hex, { id, orgId, prefix, role, permissions, expiresAt, revoked, expired, sha256Hex })
   }
   return out
 }
