@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js'
 
 /** DESIGN.md 5: `hg_` prefix, base units, `_total` counters; no label ever holds a token, a path or a user id. */
 export interface Metrics {
@@ -29,15 +30,16 @@ export function createMetrics (sources: MetricsSources): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
 
-  const decisions = new Counter({ name: 'hg_auth_decisions_total', help: 'Authentication decisions by credential type, result and reason', labelNames: ['type', 'result', 'reason'], registers: [registry] })
-  const authDuration = new Histogram({ name: 'hg_auth_duration_seconds', help: 'Time the auth pipeline took per request', labelNames: ['type', 'result'], buckets: LATENCY_BUCKETS, registers: [registry] })
+  // Per-request metrics: FastCounter/FastHistogram (fast-metrics.ts says why).
+  const decisions = new FastCounter('hg_auth_decisions_total', 'Authentication decisions by credential type, result and reason', ['type', 'result', 'reason'], registry)
+  const authDuration = new FastHistogram('hg_auth_duration_seconds', 'Time the auth pipeline took per request', ['type', 'result'], LATENCY_BUCKETS, registry)
   const bcryptDuration = new Histogram({ name: 'hg_bcrypt_duration_seconds', help: 'bcrypt compare time', buckets: BCRYPT_BUCKETS, registers: [registry] })
   const bcryptRejections = new Counter({ name: 'hg_bcrypt_rejections_total', help: 'bcrypt work refused because the queue was full (503)', registers: [registry] })
   const cache = new Counter({ name: 'hg_prefix_cache_requests_total', help: 'Prefix cache lookups by result', labelNames: ['result'], registers: [registry] })
-  const memo = new Counter({ name: 'hg_verify_memo_requests_total', help: 'Verification memo lookups by result', labelNames: ['result'], registers: [registry] })
-  const dbDuration = new Histogram({ name: 'hg_db_query_duration_seconds', help: 'PostgreSQL query time by statement', labelNames: ['query', 'result'], buckets: LATENCY_BUCKETS, registers: [registry] })
-  const upstreamResponses = new Counter({ name: 'hg_upstream_responses_total', help: 'Responses from the upstream by status class', labelNames: ['status_class'], registers: [registry] })
-  const upstreamDuration = new Histogram({ name: 'hg_upstream_duration_seconds', help: 'Upstream time to response headers', labelNames: ['status_class'], buckets: LATENCY_BUCKETS, registers: [registry] })
+  const memo = new FastCounter('hg_verify_memo_requests_total', 'Verification memo lookups by result', ['result'], registry)
+  const dbDuration = new FastHistogram('hg_db_query_duration_seconds', 'PostgreSQL query time by statement', ['query', 'result'], LATENCY_BUCKETS, registry)
+  const upstreamResponses = new FastCounter('hg_upstream_responses_total', 'Responses from the upstream by status class', ['status_class'], registry)
+  const upstreamDuration = new FastHistogram('hg_upstream_duration_seconds', 'Upstream time to response headers', ['status_class'], LATENCY_BUCKETS, registry)
   const lastUsed = new Counter({ name: 'hg_last_used_writes_total', help: 'Credentials whose last_used_at was written', labelNames: ['type'], registers: [registry] })
   const overload = new Counter({ name: 'hg_overload_rejections_total', help: 'Requests refused by load shedding (503)', registers: [registry] })
 
@@ -75,29 +77,36 @@ export function createMetrics (sources: MetricsSources): Metrics {
       return c
     }
   }
-  const decisionChild = cached((type = '', result = '', reason = '') => decisions.labels({ type, result, reason }))
-  const authDurationChild = cached((type = '', result = '') => authDuration.labels({ type, result }))
-  const memoChild = cached((result = '') => memo.labels({ result }))
   const cacheChild = cached((result = '') => cache.labels({ result }))
-  const dbChild = cached((query = '', result = '') => dbDuration.labels({ query, result }))
-  const upstreamChild = cached((c = '') => upstreamResponses.labels({ status_class: c }))
-  const upstreamDurationChild = cached((c = '') => upstreamDuration.labels({ status_class: c }))
+  // One record per decision (type, result, reason): its counter and its duration histogram together.
+  const decisionRecord = cached((type = '', result = '', reason = '') => ({ count: decisions.child(type, result, reason), duration: authDuration.child(type, result) }))
+  const statusClasses = new Map<string, { count: CounterChild, duration: HistogramChild }>()
+  function upstreamRecord (code: number): { count: CounterChild, duration: HistogramChild } {
+    const c = statusClass(code)
+    let r = statusClasses.get(c)
+    if (r === undefined) {
+      r = { count: upstreamResponses.child(c), duration: upstreamDuration.child(c) }
+      statusClasses.set(c, r)
+    }
+    return r
+  }
 
   return {
     registry,
     authDecision (type, result, reason, seconds) {
-      decisionChild(type, result, reason).inc()
-      authDurationChild(type, result).observe(seconds)
+      const r = decisionRecord(type, result, reason)
+      r.count.inc()
+      r.duration.observe(seconds)
     },
     bcrypt: seconds => bcryptDuration.observe(seconds),
     bcryptRejected: () => bcryptRejections.inc(),
     prefixCache: result => cacheChild(result).inc(),
-    memo: result => memoChild(result).inc(),
-    dbQuery: (query, seconds, ok) => dbChild(query, ok ? 'ok' : 'error').observe(seconds),
+    memo: result => memo.child(result).inc(),
+    dbQuery: (query, seconds, ok) => dbDuration.child(query, ok ? 'ok' : 'error').observe(seconds),
     upstream (code, seconds) {
-      const c = statusClass(code)
-      upstreamChild(c).inc()
-      upstreamDurationChild(c).observe(seconds)
+      const r = upstreamRecord(code)
+      r.count.inc()
+      r.duration.observe(seconds)
     },
     lastUsedWrites: (kind, count) => lastUsed.inc({ type: kind }, count),
     overloaded: () => overload.inc(),
