@@ -124,9 +124,10 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
 
   if (opts.onUpstreamResponse !== undefined) {
     const observe = opts.onUpstreamResponse
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       const t = (request as Timed)[started]
       if (t !== undefined) observe(reply.statusCode, (performance.now() - t) / 1000)
+      done()
     })
   }
 }, { name: 'hg-proxy', fastify: '5.x' })
