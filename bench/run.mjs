@@ -232,7 +232,20 @@ function render (opts) {
   process.stderr.write(`wrote ${opts.out}\n`)
 }
 
+/**
+ * This process's threadpool was sized by the preload (bench/lib/threadpool.cjs);
+ * children inherit the environment, so give them back the operator's own setting
+ * and let each sidecar size its pool for the CPUs it runs on, as bin.cjs would.
+ */
+function restoreOperatorThreadpool () {
+  const operator = process.env.HG_BENCH_UV_OPERATOR
+  if (operator === undefined) return
+  if (operator === '') delete process.env.UV_THREADPOOL_SIZE
+  else process.env.UV_THREADPOOL_SIZE = operator
+}
+
 async function main () {
+  restoreOperatorThreadpool()
   const opts = parseOptions()
   if (opts.render !== null) return render(opts)
   const runId = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomBytes(2).toString('hex')}`

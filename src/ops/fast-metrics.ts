@@ -5,8 +5,11 @@ import type { Metric, Registry } from 'prom-client'
 // several per request that was ~5% of the memoized path's CPU. These keep one
 // plain record per label set (the caller holds on to it), so the hot path is an
 // addition and a bucket search; the record is turned into prom-client's export
-// shape only when the registry is scraped. The text exposition is the same as
-// prom-client's (test/ops/fast-metrics.test.ts compares them).
+// shape only when the registry is scraped. For the values these metrics see
+// (counts, finite non-negative durations) the exposition is the same as
+// prom-client's (test/ops/fast-metrics.test.ts compares them). Where prom-client
+// would throw (a non-finite observation, a negative increment) these ignore the
+// value, and after resetMetrics() a label set already seen stays exported at 0.
 
 interface ExportedValue {
   value: number
@@ -63,7 +66,9 @@ abstract class FastMetric<C> {
 class CounterRecord implements CounterChild {
   value = 0
   constructor (readonly labels: Record<string, string>) {}
-  inc (n = 1): void { this.value += n }
+  inc (n = 1): void {
+    if (n >= 0) this.value += n
+  }
 }
 
 export class FastCounter extends FastMetric<CounterRecord> {

@@ -54,7 +54,14 @@ export function createBatcher<K, V> (
   function send (slice: K[], waiters: Map<K, Array<Waiter<V>>>): void {
     batches++
     inFlight++
-    fetch(slice).then(found => {
+    // A fetch that throws instead of rejecting must not keep its slot or strand its callers.
+    let sent: Promise<Map<K, V>>
+    try {
+      sent = fetch(slice)
+    } catch (err) {
+      sent = Promise.reject(err)
+    }
+    sent.then(found => {
       settle()
       for (const k of slice) {
         const v = found.get(k)
@@ -71,7 +78,15 @@ export function createBatcher<K, V> (
     const current = pending
     pending = new Map()
     const keys = [...current.keys()]
-    for (let i = 0; i < keys.length; i += maxBatch) send(keys.slice(i, i + maxBatch), current)
+    const slots = maxInFlight > 0 ? Math.max(1, maxInFlight - inFlight) : Infinity
+    let i = 0
+    for (let n = 0; i < keys.length && n < slots; i += maxBatch, n++) send(keys.slice(i, i + maxBatch), current)
+    // Beyond the free slots, callers go back to wait for the next batch (they still
+    // joined no query sent before they asked).
+    for (; i < keys.length; i++) {
+      const k = keys[i] as K
+      pending.set(k, current.get(k) ?? [])
+    }
   }
 
   return {

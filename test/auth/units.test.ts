@@ -94,6 +94,27 @@ t.test('batcher: with maxInFlight, callers wait for the next batch instead of ad
   t.equal(b.batches, 2)
   t.equal(b.keys, 4)
   t.equal(b.inFlight, 0)
+
+  // A backlog bigger than one batch still goes out one query at a time.
+  const sizes: string[][] = []
+  const release: Array<() => void> = []
+  const split = createBatcher<string, string>(keys => {
+    sizes.push(keys)
+    return new Promise(resolve => release.push(() => resolve(new Map(keys.map(k => [k, k])))))
+  }, { maxBatch: 2, maxInFlight: 1 })
+  const backlog = ['p', 'q', 'r', 's', 't'].map(k => split.load(k))
+  for (let round = 1; round <= 3; round++) {
+    await new Promise(resolve => setImmediate(resolve))
+    t.equal(split.inFlight, 1, `round ${round}: one query out`)
+    release.shift()?.()
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  t.same(await Promise.all(backlog), ['p', 'q', 'r', 's', 't'])
+  t.same(sizes, [['p', 'q'], ['r', 's'], ['t']])
+
+  const throwing = createBatcher<string, string>(() => { throw new Error('sync') }, { maxInFlight: 1 })
+  await t.rejects(throwing.load('x'), /sync/, 'a fetch that throws rejects its callers')
+  t.equal(throwing.inFlight, 0, 'and frees its slot')
   const failing = createBatcher<string, string>(async () => { throw new Error('down') }, { maxInFlight: 1 })
   await t.rejects(failing.load('x'), /down/)
   t.equal(await Promise.race([failing.load('y').catch(() => 'rejected'), new Promise(resolve => setTimeout(() => resolve('stuck'), 1000))]), 'rejected', 'a failed query frees its slot')

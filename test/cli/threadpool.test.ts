@@ -67,5 +67,10 @@ t.test('the executable sizes libuv\'s threadpool before anything starts it', { s
   const atCoresPlus3 = await serveThreads(t, { ...base, UV_THREADPOOL_SIZE: String(CORES + 3) })
   t.comment(`threads: default ${byDefault}, at cores ${atCores}, at cores + 3 ${atCoresPlus3}`)
   t.equal(atCoresPlus3 - atCores, 3, 'the count of threads follows the pool size (the measure works)')
-  t.equal(byDefault, atCores, `unset, the pool has one thread per core (${CORES})`)
+  if (CORES === 4) {
+    // libuv's own default is 4: the two runs could not tell a sizing that did nothing.
+    t.comment('skipped: unset = one thread per core is indistinguishable from libuv\'s default on a 4-core machine')
+  } else {
+    t.equal(byDefault, atCores, `unset, the pool has one thread per core (${CORES}), not libuv's default of 4`)
+  }
 })
