@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js'
+import { FastCounter, FastHistogram } from './fast-metrics.js'
 
 /** DESIGN.md 5: `hg_` prefix, base units, `_total` counters; no label ever holds a token, a path or a user id. */
 export interface Metrics {
@@ -80,16 +80,7 @@ export function createMetrics (sources: MetricsSources): Metrics {
   const cacheChild = cached((result = '') => cache.labels({ result }))
   // One record per decision (type, result, reason): its counter and its duration histogram together.
   const decisionRecord = cached((type = '', result = '', reason = '') => ({ count: decisions.child(type, result, reason), duration: authDuration.child(type, result) }))
-  const statusClasses = new Map<string, { count: CounterChild, duration: HistogramChild }>()
-  function upstreamRecord (code: number): { count: CounterChild, duration: HistogramChild } {
-    const c = statusClass(code)
-    let r = statusClasses.get(c)
-    if (r === undefined) {
-      r = { count: upstreamResponses.child(c), duration: upstreamDuration.child(c) }
-      statusClasses.set(c, r)
-    }
-    return r
-  }
+  const upstreamRecord = cached((c = '') => ({ count: upstreamResponses.child(c), duration: upstreamDuration.child(c) }))
 
   return {
     registry,
@@ -104,7 +95,7 @@ export function createMetrics (sources: MetricsSources): Metrics {
     memo: result => memo.child(result).inc(),
     dbQuery: (query, seconds, ok) => dbDuration.child(query, ok ? 'ok' : 'error').observe(seconds),
     upstream (code, seconds) {
-      const r = upstreamRecord(code)
+      const r = upstreamRecord(statusClass(code))
       r.count.inc()
       r.duration.observe(seconds)
     },

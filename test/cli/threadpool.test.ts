@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import threadpool from '../../src/cli/threadpool.cjs'
 import { request } from '../helpers/http.js'
-import { CLI, ROOT, startStack } from '../helpers/stack.js'
+import { spawnCli, stop, waitFor } from '../helpers/cli-process.js'
+import { ROOT, startStack } from '../helpers/stack.js'
 
 const CORES = availableParallelism()
 
@@ -26,34 +26,21 @@ t.test('sizeThreadpool: one thread per core when unset or empty; an operator val
  * config the counts of two runs differ by exactly the difference of their pools.
  */
 async function serveThreads (t: Test, env: NodeJS.ProcessEnv): Promise<number> {
-  // tap hooks spawn() to add NODE_OPTIONS=--import=<its process tracker>, an ES
-  // module that would start the pool before bin.cjs runs: `env -u` drops it.
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, CLI, 'serve'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { out += c.toString() })
-  const exited = new Promise(resolve => child.on('exit', resolve))
+  const r = spawnCli(['serve'], { cwd: ROOT, env, dropNodeOptions: true })
   try {
-    const deadline = Date.now() + 30_000
-    let ops: RegExpExecArray | null = null
-    while (ops === null && Date.now() < deadline) {
-      ops = /ops\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(out)
-      await sleep(50)
-    }
-    if (ops === null) throw new Error(`no banner:\n${out}`)
+    const ops = await waitFor(r, /ops\s+http:\/\/127\.0\.0\.1:(\d+)/, 30_000)
     t.equal((await request(Number(ops[1]), '/readyz')).statusCode, 200, 'serving')
     // Settled: the same count twice in a row.
     let last = -1
     for (let i = 0; i < 40; i++) {
-      const n = readdirSync(`/proc/${child.pid}/task`).length
+      const n = readdirSync(`/proc/${r.child.pid}/task`).length
       if (n === last) return n
       last = n
       await sleep(100)
     }
     return last
   } finally {
-    child.kill('SIGTERM')
-    await exited
+    await stop(r)
   }
 }
 

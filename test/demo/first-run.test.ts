@@ -1,44 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { request } from '../helpers/http.js'
-import { CLI, rememberSecret } from '../helpers/stack.js'
-
-interface Running {
-  child: ChildProcess
-  out: () => string
-  exited: Promise<number | null>
-}
+import { spawnCli, stop, waitFor, type Running } from '../helpers/cli-process.js'
+import { rememberSecret } from '../helpers/stack.js'
 
 function start (cwd: string, args: string[] = [], extraEnv: Record<string, string> = {}): Running {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  return spawnCli(args, {
     cwd,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: '0', OPS_PORT: '0', BCRYPT_COST: '4', LOG_LEVEL: 'warn', ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe']
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: '0', OPS_PORT: '0', BCRYPT_COST: '4', LOG_LEVEL: 'warn', ...extraEnv }
   })
-  let out = ''
-  child.stdout?.on('data', (c: Buffer) => { out += c.toString() })
-  child.stderr?.on('data', (c: Buffer) => { out += c.toString() })
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
-  return { child, out: () => out, exited }
-}
-
-async function waitFor (r: Running, re: RegExp, ms = 60_000): Promise<RegExpExecArray> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    const m = re.exec(r.out())
-    if (m !== null) return m
-    if (r.child.exitCode !== null) throw new Error(`exited early:\n${r.out()}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`timed out waiting for ${re}:\n${r.out()}`)
-}
-
-async function stop (r: Running): Promise<number | null> {
-  r.child.kill('SIGTERM')
-  return r.exited
 }
 
 t.test('first run with nothing configured: embedded database, demo upstream, a printed demo token', async t => {

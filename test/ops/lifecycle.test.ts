@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process'
 import http from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from '../helpers/http.js'
-import { CLI, ROOT, startStack } from '../helpers/stack.js'
+import { spawnCli, waitFor } from '../helpers/cli-process.js'
+import { ROOT, startStack } from '../helpers/stack.js'
 
 t.test('SIGTERM: readiness turns 503 before the listener closes; the in-flight request completes; exit 0', async t => {
   const env = await startStack(t, { listen: false })
@@ -19,23 +19,13 @@ t.test('SIGTERM: readiness turns 503 before the listener closes; the in-flight r
       res.end('{"slow":true}')
     }, 1500)
   }
-  const child = spawn(process.execPath, [CLI, 'serve'], {
+  const r = spawnCli(['serve'], {
     cwd: ROOT,
-    env: { ...env.cliEnv(), UPSTREAM_URL: env.upstream.url, HOST: '127.0.0.1', PORT: '0', OPS_PORT: '0', ADMIN_PORT: '0', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '10000' },
-    stdio: ['ignore', 'pipe', 'pipe']
+    env: { ...env.cliEnv(), UPSTREAM_URL: env.upstream.url, HOST: '127.0.0.1', PORT: '0', OPS_PORT: '0', ADMIN_PORT: '0', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '10000' }
   })
+  const child = r.child
   t.teardown(() => child.kill('SIGKILL'))
-  let out = ''
-  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { out += c.toString() })
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
-  const deadline = Date.now() + 30_000
-  let ports: RegExpExecArray | null = null
-  while (ports === null && Date.now() < deadline) {
-    ports = /proxy\s+http:\/\/127\.0\.0\.1:(\d+)[\s\S]*ops\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(out)
-    await sleep(50)
-  }
-  if (ports === null) throw new Error(`no banner:\n${out}`)
+  const ports = await waitFor(r, /proxy\s+http:\/\/127\.0\.0\.1:(\d+)[\s\S]*ops\s+http:\/\/127\.0\.0\.1:(\d+)/, 30_000)
   const port = Number(ports[1])
   const opsPort = Number(ports[2])
   t.equal((await request(opsPort, '/readyz')).statusCode, 200)
@@ -60,8 +50,8 @@ t.test('SIGTERM: readiness turns 503 before the listener closes; the in-flight r
   const res = await slow
   t.equal(res.statusCode, 200, 'the in-flight request completed')
   t.same(res.json(), { slow: true })
-  t.equal(await exited, 0, 'exit 0')
-  t.match(out, /shut down cleanly/)
+  t.equal(await r.exited, 0, 'exit 0')
+  t.match(r.out(), /shut down cleanly/)
 })
 
 t.test('load shedding: 503 with Retry-After when the event loop is held beyond the threshold', async t => {
