@@ -14,7 +14,7 @@ import { createFailureLimiter } from './auth/rate-limit.js'
 import type { Config } from './config/schema.js'
 import { maskCredentials } from './credentials/format.js'
 import { errorDef, HG_ERR_INTERNAL, HG_ERR_NOT_FOUND, HG_ERR_OVERLOADED, HG_ERR_REQUEST_BAD, RETRY_AFTER_SECONDS, type ErrorDef } from './errors.js'
-import { createLogger, type Logger } from './logger.js'
+import { createLogger, lazyChildLogger, type Logger } from './logger.js'
 import underPressure from '@fastify/under-pressure'
 import { buildAdminApp } from './api/admin.js'
 import { registerSelfService, SELF_SERVICE_PREFIXES } from './api/self-service.js'
@@ -83,6 +83,7 @@ export function fastifyOptions (config: Config, log: Logger): FastifyHttpOptions
   return {
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger as unknown as NonNullable<FastifyHttpOptions<Server, FastifyBaseLogger>['childLoggerFactory']>,
     trustProxy: config.server.trustProxy,
     genReqId: req => saneRequestId(req.headers['x-request-id']) ?? randomUUID(),
     return503OnClosing: true,
