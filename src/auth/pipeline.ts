@@ -57,7 +57,8 @@ export function stripReserved (headers: IncomingHttpHeaders): void {
 }
 
 export interface Pipeline {
-  run(req: PipelineRequest): Promise<PipelineResult>
+  /** A promise only when the decision needs I/O (a credential to check); every other outcome is returned at once. */
+  run(req: PipelineRequest): PipelineResult | Promise<PipelineResult>
 }
 
 export function createPipeline (deps: PipelineDeps): Pipeline {
@@ -68,8 +69,13 @@ export function createPipeline (deps: PipelineDeps): Pipeline {
     return { pass: false, reason, error, kind, prefix }
   }
 
+  function unavailable (cred: ParsedCredential, err: unknown): PipelineResult {
+    const def = errorDef((err as { code?: string }).code ?? '') ?? HG_ERR_INTERNAL
+    return { pass: false, reason: Reason.unavailable, error: def, kind: cred.kind, prefix: cred.prefix, cause: err }
+  }
+
   return {
-    async run (req) {
+    run (req) {
       const checked = checkPath(req.url)
       if (!checked.ok) return { pass: false, reason: 'bad_request', error: HG_ERR_REQUEST_PATH, kind: null, prefix: null }
       stripReserved(req.headers)
@@ -86,29 +92,31 @@ export function createPipeline (deps: PipelineDeps): Pipeline {
       const cred = parseCredential(found.value)
       if (cred === null) return refuse(Reason.malformed, REASON_ERROR.malformed, null, null, req.ip)
 
-      let result: AuthResult
       if (cred.kind === 'api_key') {
         if (deps.apiKeys === 'reject') return refuse(Reason.rejected, REASON_ERROR.rejected, cred.kind, cred.prefix, req.ip)
         if (deps.apiKeys === 'passthrough') {
           return { pass: true, reason: Reason.passthrough, principal: null, decision, path: checked.path, credentialSource: found.source, kind: cred.kind, prefix: cred.prefix }
         }
       }
+      let pending: Promise<AuthResult>
       try {
-        result = cred.kind === 'pat' ? await deps.authenticatePat(cred) : await deps.authenticateApiKey(cred)
+        pending = cred.kind === 'pat' ? deps.authenticatePat(cred) : deps.authenticateApiKey(cred)
       } catch (err) {
-        const def = errorDef((err as { code?: string }).code ?? '') ?? HG_ERR_INTERNAL
-        return { pass: false, reason: Reason.unavailable, error: def, kind: cred.kind, prefix: cred.prefix, cause: err }
+        return unavailable(cred, err)
       }
-      if (!result.ok) return refuse(result.reason, result.error, cred.kind, cred.prefix, req.ip)
-
-      const principal = result.principal
-      if (decision.deny) {
-        return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN_ROUTE, kind: cred.kind, prefix: cred.prefix }
-      }
-      if (decision.permission !== null && !principal.permissions.includes(decision.permission)) {
-        return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN, kind: cred.kind, prefix: cred.prefix, requiredPermission: decision.permission }
-      }
-      return { pass: true, reason: Reason.ok, principal, decision, path: checked.path, credentialSource: found.source, kind: cred.kind, prefix: cred.prefix }
+      const { ip } = req
+      const source = found.source
+      return pending.then(result => {
+        if (!result.ok) return refuse(result.reason, result.error, cred.kind, cred.prefix, ip)
+        if (decision.deny) {
+          return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN_ROUTE, kind: cred.kind, prefix: cred.prefix }
+        }
+        const principal = result.principal
+        if (decision.permission !== null && !principal.permissions.includes(decision.permission)) {
+          return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN, kind: cred.kind, prefix: cred.prefix, requiredPermission: decision.permission }
+        }
+        return { pass: true, reason: Reason.ok, principal, decision, path: checked.path, credentialSource: source, kind: cred.kind, prefix: cred.prefix }
+      }, (err: unknown) => unavailable(cred, err))
     }
   }
 }

@@ -1,5 +1,5 @@
+import { hash } from 'node:crypto'
 import type { ParsedCredential } from '../../credentials/format.js'
-import { sha256 } from '../../credentials/mint.js'
 import type { Batcher } from '../../store/batcher.js'
 import type { ApiKeyState } from '../../store/queries.js'
 import { fail, Reason, type AuthResult } from '../outcome.js'
@@ -14,7 +14,8 @@ export interface ApiKeyAuthenticatorDeps {
 /** DESIGN.md 2.4 for API keys: SHA-256, one fresh indexed lookup, no bcrypt. */
 export function createApiKeyAuthenticator (deps: ApiKeyAuthenticatorDeps): (cred: ParsedCredential) => Promise<AuthResult> {
   return async function authenticateApiKey (cred) {
-    const state = await deps.states.load(sha256(cred.value).toString('hex'))
+    // One-shot digest straight to hex (the batch key): no Hash object, no Buffer.
+    const state = await deps.states.load(hash('sha256', cred.value, 'hex'))
     if (state === undefined) return fail(Reason.unknown)
     if (state.revoked) return fail(Reason.revoked)
     if (state.expired) return fail(Reason.expired)
