@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 
 export interface MemoEntry {
   id: string
@@ -75,17 +75,44 @@ class TtlMap<T> {
 }
 
 /**
+ * HMAC-SHA256 (RFC 2104) under a fixed key, base64, from two one-shot hashes.
+ * createHmac builds a native Hmac object on every call, and on a path run for
+ * every request those objects cost more in garbage collection than the hashing
+ * itself; crypto.hash builds none. The key's bytes must be below 0x80 so the
+ * inner pad can be a string joined to the message (64 such bytes are still 448
+ * random bits). The message is hashed as UTF-8, as createHmac's update does.
+ */
+export function hmacSha256 (key: Uint8Array): (message: string) => string {
+  if (key.length !== 64 || key.some(b => b >= 0x80)) throw new Error('hmacSha256: the key must be 64 bytes, each below 0x80')
+  const innerPad = Buffer.from(key.map(b => b ^ 0x36)).toString('latin1')
+  // Outer pad, then the inner digest: hashed in place, one buffer for the process.
+  const outer = Buffer.alloc(64 + 32)
+  for (let i = 0; i < 64; i++) outer[i] = (key[i] as number) ^ 0x5c
+  return message => {
+    outer.set(hash('sha256', innerPad + message, 'buffer'), 64)
+    return hash('sha256', outer, 'base64')
+  }
+}
+
+/** 64 random bytes below 0x80, for hmacSha256. */
+function memoKey (): Buffer {
+  const key = randomBytes(64)
+  for (let i = 0; i < key.length; i++) key[i] = (key[i] as number) & 0x7f
+  return key
+}
+
+/**
  * The in-process verification memo (DESIGN.md 2.4): HMAC(credential) -> {id, hash}
  * of a past bcrypt match, valid only while the stored hash is unchanged (the caller
  * checks it against the fresh-state row). Failed secrets get a short negative entry.
  */
 export function createMemo (opts: MemoOptions): Memo {
   const now = opts.now ?? Date.now
-  const hmacKey = randomBytes(32)
+  const hmac = hmacSha256(memoKey())
   const positive = new TtlMap<MemoEntry>(opts.ttlSeconds * 1000, opts.maxEntries, now)
   const negative = new TtlMap<true>(opts.negativeTtlSeconds * 1000, opts.negativeMaxEntries, now)
   return {
-    key: credential => createHmac('sha256', hmacKey).update(credential).digest('base64'),
+    key: hmac,
     get: k => positive.get(k),
     set: (k, entry) => positive.set(k, entry),
     delete: k => positive.delete(k),
