@@ -80,7 +80,19 @@ export function registerAuthHook (app: FastifyInstance, opts: AuthHookOptions): 
       done(err as Error)
       return
     }
-    if (out instanceof Promise) out.then(result => { settle(request, reply, result, start, done) }, done)
-    else settle(request, reply, out, start, done)
+    if (out instanceof Promise) {
+      out.then(result => {
+        // fastify catches what a hook throws, not what a promise callback throws: without
+        // this a bug here would be an unhandled rejection, which ends the process.
+        try {
+          settle(request, reply, result, start, done)
+        } catch (err) {
+          request.log.error({ err }, 'auth hook failed')
+          if (!reply.sent) reply.send(err)
+        }
+      }, done)
+    } else {
+      settle(request, reply, out, start, done)
+    }
   })
 }
