@@ -217,7 +217,10 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
       const url = request.raw.url ?? ''
       const q = url.indexOf('?')
       const hg = request.hg
-      request.log.info({
+      // Through the process logger with the request id as the first field: the same line
+      // a request child would write, without making a pino child for every request.
+      log.info({
+        reqId: request.id,
         method: request.method,
         path: maskCredentials(q === -1 ? url : url.slice(0, q)),
         status: reply.statusCode,

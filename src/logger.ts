@@ -33,14 +33,37 @@ export function createLogger (level: string, destination?: DestinationStream): L
     hooks: {
       // Last line of defence: nothing credential-shaped leaves in a message.
       logMethod (this: Logger, args: Parameters<Logger['info']>, method: (...a: unknown[]) => void) {
-        const mapped = args.map(a => typeof a === 'string' ? maskCredentials(a) : a)
-        method.apply(this, mapped)
+        // Copied only when a string actually changes (most calls: a fields object and a fixed message).
+        let out: unknown[] = args
+        for (let i = 0; i < args.length; i++) {
+          const a: unknown = args[i]
+          if (typeof a !== 'string') continue
+          const masked = maskCredentials(a)
+          if (masked === a) continue
+          if (out === args) out = [...args]
+          out[i] = masked
+        }
+        method.apply(this, out)
       }
     }
   }
-  // Asynchronous writes to stdout: lines queued while a write is pending go out together,
-  // so request logs do not cost a syscall each under load; flushed on shutdown.
-  return pino(opts, destination ?? pino.destination({ dest: 1, sync: false }))
+  return pino(opts, destination ?? pino.destination(STDOUT))
+}
+
+/**
+ * Asynchronous writes to stdout, LOG_BUFFER_BYTES at a time: at info level every
+ * request logs a line, and one write per line (each an fs.write through libuv's
+ * threadpool) cost more CPU than the rest of the logging. Lines wait at most
+ * LOG_FLUSH_MS when traffic is too low to fill the buffer; shutdown flushes
+ * (server.ts), and so does pino on any process exit.
+ */
+export const LOG_BUFFER_BYTES = 4096
+export const LOG_FLUSH_MS = 250
+const STDOUT = { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS }
+
+/** Options of the stdout destination, for tests. */
+export function stdoutDestinationOptions (): Readonly<typeof STDOUT> {
+  return STDOUT
 }
 
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
