@@ -47,7 +47,7 @@ export function createLogger (level: string, destination?: DestinationStream): L
       }
     }
   }
-  return pino(opts, destination ?? pino.destination(STDOUT))
+  return pino(opts, destination ?? pino.destination(STDOUT_DESTINATION))
 }
 
 /**
@@ -59,12 +59,7 @@ export function createLogger (level: string, destination?: DestinationStream): L
  */
 export const LOG_BUFFER_BYTES = 4096
 export const LOG_FLUSH_MS = 250
-const STDOUT = { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS }
-
-/** Options of the stdout destination, for tests. */
-export function stdoutDestinationOptions (): Readonly<typeof STDOUT> {
-  return STDOUT
-}
+export const STDOUT_DESTINATION = { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS } as const
 
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
 

@@ -39,9 +39,42 @@ function labelObject (names: readonly string[], values: readonly string[]): Reco
   return o
 }
 
+/**
+ * Records by label values, through nested maps (one level per label): a lookup
+ * builds no key string (a joined key was a new string to allocate and hash on
+ * every call). `all` holds the records in creation order.
+ */
+export class LabelTree<T> {
+  private readonly root = new Map<string, unknown>()
+  readonly all: T[] = []
+
+  lookup (values: readonly string[], make: (values: readonly string[]) => T): T {
+    let level = this.root
+    const last = values.length - 1
+    for (let i = 0; i < last; i++) {
+      const v = values[i] as string
+      let next = level.get(v) as Map<string, unknown> | undefined
+      if (next === undefined) {
+        next = new Map()
+        level.set(v, next)
+      }
+      level = next
+    }
+    const key = last < 0 ? '' : values[last] as string
+    let c = level.get(key) as T | undefined
+    if (c === undefined) {
+      c = make(values)
+      level.set(key, c)
+      this.all.push(c)
+    }
+    return c
+  }
+}
+
 abstract class FastMetric<C> {
   readonly aggregator = 'sum' as const
-  protected readonly children = new Map<string, C>()
+  protected readonly children = new LabelTree<C>()
+  private readonly make = (values: readonly string[]): C => this.create(labelObject(this.labelNames, values))
 
   constructor (readonly name: string, readonly help: string, protected readonly labelNames: readonly string[], registry: Registry) {
     registry.registerMetric(this as unknown as Metric)
@@ -49,13 +82,7 @@ abstract class FastMetric<C> {
 
   /** The record of one label set (values in labelNames order); keep it, the hot path uses it directly. */
   child (...values: string[]): C {
-    const key = values.join('\u0000')
-    let c = this.children.get(key)
-    if (c === undefined) {
-      c = this.create(labelObject(this.labelNames, values))
-      this.children.set(key, c)
-    }
-    return c
+    return this.children.lookup(values, this.make)
   }
 
   protected abstract create (labels: Record<string, string>): C
@@ -80,13 +107,13 @@ export class FastCounter extends FastMetric<CounterRecord> {
 
   async get (): Promise<Exported> {
     const values: ExportedValue[] = []
-    for (const c of this.children.values()) values.push({ value: c.value, labels: { ...c.labels } })
+    for (const c of this.children.all) values.push({ value: c.value, labels: { ...c.labels } })
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator }
   }
 
   /** Zeroes every record (the records stay valid for whoever holds them). */
   reset (): void {
-    for (const c of this.children.values()) c.value = 0
+    for (const c of this.children.all) c.value = 0
   }
 }
 
@@ -126,7 +153,7 @@ export class FastHistogram extends FastMetric<HistogramRecord> {
   async get (): Promise<Exported> {
     const values: ExportedValue[] = []
     const bucket = `${this.name}_bucket`
-    for (const c of this.children.values()) {
+    for (const c of this.children.all) {
       let acc = 0
       this.bounds.forEach((le, i) => {
         acc += c.counts[i] as number
@@ -142,7 +169,7 @@ export class FastHistogram extends FastMetric<HistogramRecord> {
   }
 
   reset (): void {
-    for (const c of this.children.values()) {
+    for (const c of this.children.all) {
       c.counts.fill(0)
       c.sum = 0
       c.count = 0

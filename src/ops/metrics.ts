@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { FastCounter, FastHistogram } from './fast-metrics.js'
+import { FastCounter, FastHistogram, LabelTree } from './fast-metrics.js'
 
 /** DESIGN.md 5: `hg_` prefix, base units, `_total` counters; no label ever holds a token, a path or a user id. */
 export interface Metrics {
@@ -65,48 +65,15 @@ export function createMetrics (sources: MetricsSources): Metrics {
   const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx']
   const statusClass = (code: number): string => code >= 100 && code < 600 ? CLASSES[Math.floor(code / 100) - 1] ?? 'other' : 'other'
 
-  // Label children looked up once per label set, through nested maps keyed by each
-  // label value: the hot path builds no key string (a joined key was a new string to
-  // allocate and hash on every call), then only increments.
-  function cached1<T> (make: (a: string) => T): (a: string) => T {
-    const children = new Map<string, T>()
-    return a => {
-      let c = children.get(a)
-      if (c === undefined) {
-        c = make(a)
-        children.set(a, c)
-      }
-      return c
-    }
+  // Records looked up once per label set (LabelTree: no key string per call); the hot path then only increments.
+  function cached<T> (make: (labels: readonly string[]) => T): (...labels: string[]) => T {
+    const tree = new LabelTree<T>()
+    return (...labels) => tree.lookup(labels, make)
   }
-  function cached2<T> (make: (a: string, b: string) => T): (a: string, b: string) => T {
-    const children = new Map<string, (b: string) => T>()
-    return (a, b) => {
-      let inner = children.get(a)
-      if (inner === undefined) {
-        inner = cached1(bv => make(a, bv))
-        children.set(a, inner)
-      }
-      return inner(b)
-    }
-  }
-  function cached3<T> (make: (a: string, b: string, c: string) => T): (a: string, b: string, c: string) => T {
-    const children = new Map<string, (b: string, c: string) => T>()
-    return (a, b, c) => {
-      let inner = children.get(a)
-      if (inner === undefined) {
-        inner = cached2((bv, cv) => make(a, bv, cv))
-        children.set(a, inner)
-      }
-      return inner(b, c)
-    }
-  }
-  const cacheChild = cached1(result => cache.labels({ result }))
-  const memoChild = cached1(result => memo.child(result))
-  const dbChild = cached2((query, result) => dbDuration.child(query, result))
+  const cacheChild = cached(([result = '']) => cache.labels({ result }))
   // One record per decision (type, result, reason): its counter and its duration histogram together.
-  const decisionRecord = cached3((type, result, reason) => ({ count: decisions.child(type, result, reason), duration: authDuration.child(type, result) }))
-  const upstreamRecord = cached1(c => ({ count: upstreamResponses.child(c), duration: upstreamDuration.child(c) }))
+  const decisionRecord = cached(([type = '', result = '', reason = '']) => ({ count: decisions.child(type, result, reason), duration: authDuration.child(type, result) }))
+  const upstreamRecord = cached(([c = '']) => ({ count: upstreamResponses.child(c), duration: upstreamDuration.child(c) }))
 
   return {
     registry,
@@ -118,8 +85,8 @@ export function createMetrics (sources: MetricsSources): Metrics {
     bcrypt: seconds => bcryptDuration.observe(seconds),
     bcryptRejected: () => bcryptRejections.inc(),
     prefixCache: result => cacheChild(result).inc(),
-    memo: result => memoChild(result).inc(),
-    dbQuery: (query, seconds, ok) => dbChild(query, ok ? 'ok' : 'error').observe(seconds),
+    memo: result => memo.child(result).inc(),
+    dbQuery: (query, seconds, ok) => dbDuration.child(query, ok ? 'ok' : 'error').observe(seconds),
     upstream (code, seconds) {
       const r = upstreamRecord(statusClass(code))
       r.count.inc()

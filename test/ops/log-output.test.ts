@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { LOG_BUFFER_BYTES, LOG_FLUSH_MS, stdoutDestinationOptions } from '../../src/logger.js'
+import { LOG_BUFFER_BYTES, LOG_FLUSH_MS, STDOUT_DESTINATION } from '../../src/logger.js'
 
 // The process logger buffers stdout writes (src/logger.ts says why). What must hold:
 // a quiet process still gets its line out on the periodic flush, a busy one writes
@@ -21,7 +21,7 @@ async function run (body: string): Promise<{ out: string, chunks: number, code: 
 const lines = (out: string): Array<Record<string, unknown>> => out.split('\n').filter(l => l !== '').map(l => JSON.parse(l) as Record<string, unknown>)
 
 t.test('the stdout destination is buffered with a periodic flush', async t => {
-  t.match(stdoutDestinationOptions(), { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS })
+  t.match(STDOUT_DESTINATION, { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS })
 })
 
 t.test('a lone line reaches stdout on the periodic flush, while the process runs on', async t => {
