@@ -29,6 +29,18 @@ export interface Db {
 // Parse int8 (count(*)) as a number: the counts here stay far below 2^53.
 pg.types.setTypeParser(20, v => Number(v))
 
+/**
+ * Planner costs for this service's sessions. Every statement it sends is a
+ * lookup by key on small, hot rows that stay in shared buffers; with the
+ * default random_page_cost (4, a spinning disk's) the planner prefers to scan
+ * a table of a few thousand tokens and hash-join users and memberships,
+ * several times the CPU of the index lookups it picks with this setting
+ * (test/store/query-plans.test.ts). Sent as a statement on each new
+ * connection, not as a startup option: a pooler such as PgBouncer may reject
+ * unknown startup parameters, while a SET it mishandles costs only the plan.
+ */
+export const SESSION_SETTINGS = 'SET random_page_cost = 1.1'
+
 export function createPool (opts: DbOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: opts.url,
@@ -40,6 +52,9 @@ export function createPool (opts: DbOptions): pg.Pool {
   })
   // An idle client losing its server emits here; without a listener the process would crash.
   pool.on('error', () => {})
+  // Queued ahead of the statement the connection was opened for; a failure
+  // leaves the server's defaults (slower plans, same answers).
+  pool.on('connect', client => { client.query(SESSION_SETTINGS).catch(() => {}) })
   return pool
 }
 
