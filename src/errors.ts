@@ -63,6 +63,8 @@ export const HG_ERR_AUTH_INVALID = define('HG_ERR_AUTH_INVALID', PublicCode.unau
 export const HG_ERR_AUTH_EXPIRED = define('HG_ERR_AUTH_EXPIRED', PublicCode.tokenExpired, 'The credential has expired', 401)
 export const HG_ERR_AUTH_FORBIDDEN = define('HG_ERR_AUTH_FORBIDDEN', PublicCode.forbidden, 'The credential lacks the permission this route needs', 403)
 export const HG_ERR_AUTH_FORBIDDEN_ROUTE = define('HG_ERR_AUTH_FORBIDDEN_ROUTE', PublicCode.forbidden, 'No route allows this request', 403)
+// Never reaches a client: the connection is gone. 499 as nginx logs it, for the request log.
+export const HG_ERR_CLIENT_GONE = define('HG_ERR_CLIENT_GONE', PublicCode.badRequest, 'The client closed the connection before its credential was checked', 499)
 export const HG_ERR_AUTH_RATE_LIMITED = define('HG_ERR_AUTH_RATE_LIMITED', PublicCode.rateLimited, 'Too many failed authentications; retry later', 429)
 export const HG_ERR_AUTH_BUSY = define('HG_ERR_AUTH_BUSY', PublicCode.unavailable, 'Credential verification is saturated; retry shortly', 503)
 

@@ -1,6 +1,6 @@
 import {
-  HG_ERR_AUTH_BUSY, HG_ERR_AUTH_EXPIRED, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID,
-  HG_ERR_AUTH_RATE_LIMITED, HG_ERR_STORE_UNAVAILABLE, type ErrorDef
+  HG_ERR_AUTH_EXPIRED, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID,
+  HG_ERR_AUTH_RATE_LIMITED, HG_ERR_CLIENT_GONE, HG_ERR_STORE_UNAVAILABLE, type ErrorDef
 } from '../errors.js'
 import type { Principal } from './principal.js'
 
@@ -20,7 +20,9 @@ export const Reason = {
   rateLimited: 'rate_limited',
   unavailable: 'unavailable',
   rejected: 'rejected',
-  passthrough: 'passthrough'
+  passthrough: 'passthrough',
+  /** The client closed its connection while its credential waited for bcrypt: nothing was decided. */
+  clientGone: 'client_gone'
 } as const
 export type Reason = typeof Reason[keyof typeof Reason]
 
@@ -40,13 +42,10 @@ export const REASON_ERROR: Record<Exclude<Reason, 'ok' | 'public' | 'passthrough
   expired: HG_ERR_AUTH_EXPIRED,
   forbidden: HG_ERR_AUTH_FORBIDDEN,
   rate_limited: HG_ERR_AUTH_RATE_LIMITED,
-  unavailable: HG_ERR_STORE_UNAVAILABLE
+  unavailable: HG_ERR_STORE_UNAVAILABLE,
+  client_gone: HG_ERR_CLIENT_GONE
 }
 
 export function fail (reason: Exclude<Reason, 'ok' | 'public' | 'passthrough'>, error?: ErrorDef): AuthResult {
   return { ok: false, reason, error: error ?? REASON_ERROR[reason] }
-}
-
-export function busy (): AuthResult {
-  return { ok: false, reason: Reason.unavailable, error: HG_ERR_AUTH_BUSY }
 }

@@ -1,7 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { parseCredential, type CredentialKind, type ParsedCredential } from '../credentials/format.js'
-import { HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_FORBIDDEN_ROUTE, HG_ERR_AUTH_RATE_LIMITED, HG_ERR_INTERNAL, HG_ERR_REQUEST_PATH, errorDef, type ErrorDef } from '../errors.js'
+import {
+  HG_ERR_AUTH_BUSY, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_FORBIDDEN_ROUTE, HG_ERR_AUTH_RATE_LIMITED, HG_ERR_CLIENT_GONE,
+  HG_ERR_INTERNAL, HG_ERR_REQUEST_PATH, errorDef, type ErrorDef
+} from '../errors.js'
 import { checkPath } from '../proxy/path-guard.js'
+import type { Requester } from './bcrypt-pool.js'
 import { extractCredential, type CredentialSource } from './credential-header.js'
 import { Reason, REASON_ERROR, type AuthResult } from './outcome.js'
 import type { Policy, PolicyDecision } from './policy.js'
@@ -15,6 +19,8 @@ export interface PipelineRequest {
   headers: IncomingHttpHeaders
   rawHeaders: readonly string[]
   ip: string
+  /** The client's connection: a bcrypt compare still queued when it closes is dropped. */
+  connection?: Requester
 }
 
 export type PipelineResult =
@@ -44,7 +50,7 @@ export type PipelineResult =
 export interface PipelineDeps {
   policy: Policy
   limiter: FailureLimiter
-  authenticatePat: (cred: ParsedCredential) => Promise<AuthResult>
+  authenticatePat: (cred: ParsedCredential, requester?: Requester) => Promise<AuthResult>
   authenticateApiKey: (cred: ParsedCredential) => Promise<AuthResult>
   apiKeys: 'validate' | 'passthrough' | 'reject'
 }
@@ -71,6 +77,10 @@ export function createPipeline (deps: PipelineDeps): Pipeline {
 
   function unavailable (cred: ParsedCredential, err: unknown): PipelineResult {
     const def = errorDef((err as { code?: string }).code ?? '') ?? HG_ERR_INTERNAL
+    // Neither is a failure inside: a saturated pool is the contract's 503 (and a
+    // metric), a client gone is nobody's answer. Only the others carry a cause to log.
+    if (def === HG_ERR_CLIENT_GONE) return { pass: false, reason: Reason.clientGone, error: def, kind: cred.kind, prefix: cred.prefix }
+    if (def === HG_ERR_AUTH_BUSY) return { pass: false, reason: Reason.unavailable, error: def, kind: cred.kind, prefix: cred.prefix }
     return { pass: false, reason: Reason.unavailable, error: def, kind: cred.kind, prefix: cred.prefix, cause: err }
   }
 
@@ -100,7 +110,7 @@ export function createPipeline (deps: PipelineDeps): Pipeline {
       }
       let pending: Promise<AuthResult>
       try {
-        pending = cred.kind === 'pat' ? deps.authenticatePat(cred) : deps.authenticateApiKey(cred)
+        pending = cred.kind === 'pat' ? deps.authenticatePat(cred, req.connection) : deps.authenticateApiKey(cred)
       } catch (err) {
         return unavailable(cred, err)
       }

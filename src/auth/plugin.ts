@@ -74,7 +74,8 @@ export function registerAuthHook (app: FastifyInstance, opts: AuthHookOptions): 
         url: raw.url ?? '/',
         headers: raw.headers,
         rawHeaders: raw.rawHeaders,
-        ip: request.ip
+        ip: request.ip,
+        connection: raw.socket
       })
     } catch (err) {
       done(err as Error)

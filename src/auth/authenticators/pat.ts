@@ -2,7 +2,7 @@ import type { ParsedCredential } from '../../credentials/format.js'
 import type { Batcher } from '../../store/batcher.js'
 import type { Candidate, PrefixCache } from '../../store/prefix-cache.js'
 import type { PatState } from '../../store/queries.js'
-import type { BcryptPool } from '../bcrypt-pool.js'
+import type { BcryptPool, Requester } from '../bcrypt-pool.js'
 import type { Memo } from '../memo.js'
 import { fail, Reason, type AuthResult } from '../outcome.js'
 import type { RoleTable } from '../principal.js'
@@ -25,33 +25,33 @@ type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret
  * DESIGN.md 2.4-2.6 for personal access tokens. Throws only the store's and
  * the bcrypt pool's errors (503s); every other outcome is a result.
  */
-export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: ParsedCredential) => Promise<AuthResult> {
+export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: ParsedCredential, requester?: Requester) => Promise<AuthResult> {
   const { memo, bcrypt, cache, roles, states } = deps
   const onMemo = deps.onMemo ?? (() => {})
 
-  async function firstMatch (secret: string, list: readonly Candidate[], skip: ReadonlySet<string>): Promise<Candidate | null> {
+  async function firstMatch (secret: string, list: readonly Candidate[], skip: ReadonlySet<string>, requester: Requester | undefined): Promise<Candidate | null> {
     for (const c of list) {
       if (skip.has(c.id)) continue
-      if (await bcrypt.compare(secret, c.hash)) return c
+      if (await bcrypt.compare(secret, c.hash, requester)) return c
     }
     return null
   }
 
-  async function verifySecret (cred: ParsedCredential): Promise<SecretMatch> {
+  async function verifySecret (cred: ParsedCredential, requester: Requester | undefined): Promise<SecretMatch> {
     const cached = await cache.get(cred.prefix)
     let list = cached
     if (list === null) {
       list = await deps.loadCandidates(cred.prefix)
       void cache.set(cred.prefix, list)
     }
-    const match = await firstMatch(cred.value, list, new Set())
+    const match = await firstMatch(cred.value, list, new Set(), requester)
     if (match !== null) return match
     let any = list.length > 0
     if (cached !== null) {
       // The cached list may predate a token minted since: ask PostgreSQL once.
       const fresh = await deps.loadCandidates(cred.prefix)
       void cache.set(cred.prefix, fresh)
-      const again = await firstMatch(cred.value, fresh, new Set(list.map(c => c.id)))
+      const again = await firstMatch(cred.value, fresh, new Set(list.map(c => c.id)), requester)
       if (again !== null) return again
       any = fresh.length > 0
     }
@@ -80,7 +80,7 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     }
   }
 
-  return async function authenticatePat (cred) {
+  return async function authenticatePat (cred, requester) {
     const key = memo.key(cred.value)
     if (memo.isNegative(key)) return fail(Reason.badSecret)
     if (memo.enabled) {
@@ -97,7 +97,7 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
         onMemo('miss')
       }
     }
-    const match = await verifySecret(cred)
+    const match = await verifySecret(cred, requester)
     if (typeof match === 'string') {
       memo.setNegative(key)
       return fail(match)

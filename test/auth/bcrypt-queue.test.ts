@@ -1,0 +1,131 @@
+import { randomBytes } from 'node:crypto'
+import http from 'node:http'
+import bcrypt from 'bcrypt'
+import t from 'tap'
+import { insertPat } from '../../src/store/queries.js'
+import { rememberSecret, startStack, type Stack } from '../helpers/stack.js'
+
+// One compare at a time, and a first token slow enough (cost 14: about a
+// second) that the test can line up waiters and close their connections
+// while it runs. The others are cheap: only their place in the queue matters.
+const SLOW_COST = 14
+
+async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
+async function tokenWithCost (env: Stack, cost: number): Promise<string> {
+  const orgId = await env.createOrg()
+  const userId = await env.createUser()
+  await env.addMember(orgId, userId, 'member')
+  const token = 'hg_pat_' + randomBytes(24).toString('hex')
+  rememberSecret(token)
+  await insertPat(env.sidecar.db, { userId, orgId, name: 'queued', prefix: token.slice(0, 10), secretHash: await bcrypt.hash(token, cost), permissions: null, expiresAt: null })
+  return token
+}
+
+interface Sent {
+  response: Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string } | null>
+  /** Closes the connection, as a client that gives up does. */
+  abandon(): void
+}
+
+/** A request on a connection of its own (no agent), so closing it closes only this request. */
+function send (env: Stack, token: string): Sent {
+  const req = http.request({ host: '127.0.0.1', port: env.port, path: '/api/scans', agent: false, headers: { 'x-api-key': token } })
+  const response = new Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string } | null>(resolve => {
+    req.on('response', res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+    })
+    req.on('error', () => resolve(null))
+  })
+  req.end()
+  return { response, abandon: () => req.destroy() }
+}
+
+const connections = (env: Stack): Promise<number> =>
+  new Promise((resolve, reject) => env.sidecar.proxy.server.getConnections((err, n) => err === null ? resolve(n) : reject(err)))
+
+function errorLines (env: Stack): Array<Record<string, unknown>> {
+  return env.logs.records().filter(r => typeof r.level === 'number' && r.level >= 50)
+}
+
+t.test('a compare still queued when its client leaves is never run', async t => {
+  const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 4 } } })
+  const slow = await tokenWithCost(env, SLOW_COST)
+  const left = [await tokenWithCost(env, 4), await tokenWithCost(env, 4)]
+  const pool = env.sidecar.bcrypt
+
+  const first = send(env, slow)
+  await until('the slow compare runs', () => pool.active === 1)
+  const gone = left.map(token => send(env, token))
+  await until('both wait in the queue', () => pool.queued === 2)
+  for (const g of gone) g.abandon()
+  await until('the sidecar sees both connections closed', async () => await connections(env) === 1)
+  t.equal(pool.compares, 1, 'only the slow compare has run so far')
+
+  t.equal((await first.response)?.status, 200, 'the client that stayed gets its answer')
+  await until('the pool is idle', () => pool.active === 0 && pool.queued === 0)
+  t.equal(pool.compares, 1, 'the two abandoned compares never ran')
+  t.equal(pool.abandoned, 2)
+  t.equal(pool.rejections, 0)
+  t.match((await env.sidecar.metrics.render()).body, /hg_auth_decisions_total\{type="pat",result="deny",reason="client_gone"\} 2/)
+  t.same(errorLines(env), [], 'a client leaving is not an error')
+
+  // The slot was handed on correctly: the pool still works, and the abandoned
+  // tokens were not remembered as bad.
+  for (const token of left) t.equal((await env.get('/api/scans', token)).statusCode, 200)
+  t.equal(pool.compares, 3)
+})
+
+t.test('a full queue lets go of clients that left before refusing one still connected', async t => {
+  const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 1 } } })
+  const slow = await tokenWithCost(env, SLOW_COST)
+  const leaving = await tokenWithCost(env, 4)
+  const staying = await tokenWithCost(env, 4)
+  const pool = env.sidecar.bcrypt
+
+  const first = send(env, slow)
+  await until('the slow compare runs', () => pool.active === 1)
+  const gone = send(env, leaving)
+  await until('the queue is full', () => pool.queued === 1)
+  gone.abandon()
+  await until('the sidecar sees the connection closed', async () => await connections(env) === 1)
+  const later = send(env, staying)
+  await until('the newcomer took the freed place', () => pool.abandoned === 1 && pool.queued === 1)
+
+  t.equal((await first.response)?.status, 200)
+  t.equal((await later.response)?.status, 200, 'queued, not refused')
+  t.equal(pool.rejections, 0)
+  t.equal(pool.compares, 2)
+})
+
+t.test('a saturated pool answers 503 with Retry-After at once, and logs no error per refusal', async t => {
+  const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 1 } } })
+  const slow = await tokenWithCost(env, SLOW_COST)
+  const queued = await tokenWithCost(env, 4)
+  const refused = await tokenWithCost(env, 4)
+  const pool = env.sidecar.bcrypt
+
+  const first = send(env, slow)
+  await until('the slow compare runs', () => pool.active === 1)
+  const second = send(env, queued)
+  await until('the queue is full', () => pool.queued === 1)
+  const res = await send(env, refused).response
+  t.equal(pool.active, 1, 'answered while the slow compare still ran')
+  t.equal(res?.status, 503)
+  t.equal(res?.headers['retry-after'], '1')
+  t.same(JSON.parse(res?.body ?? '{}'), { error: 'unavailable', message: 'Credential verification is saturated; retry shortly' })
+  t.equal((await first.response)?.status, 200)
+  t.equal((await second.response)?.status, 200)
+  t.equal(pool.rejections, 1)
+  t.same(errorLines(env), [], 'saturation is the contract\'s 503 and a metric, not an error line per request')
+  t.equal((await env.get('/api/scans', refused)).statusCode, 200, 'the refused token is not remembered as bad')
+})
