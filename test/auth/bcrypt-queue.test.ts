@@ -129,3 +129,25 @@ t.test('a saturated pool answers 503 with Retry-After at once, and logs no error
   t.same(errorLines(env), [], 'saturation is the contract\'s 503 and a metric, not an error line per request')
   t.equal((await env.get('/api/scans', refused)).statusCode, 200, 'the refused token is not remembered as bad')
 })
+
+t.test('a client that leaves during its compare gets no state read, and no error line', async t => {
+  const env = await startStack(t)
+  const token = await tokenWithCost(env, SLOW_COST)
+  const pool = env.sidecar.bcrypt
+  const statesBefore = await stateQueries(env)
+  const sent = send(env, token)
+  await until('its compare runs', () => pool.active === 1)
+  sent.abandon()
+  await until('the compare has finished', () => pool.active === 0)
+  await until('the decision is recorded', async () => /reason="client_gone"\} 1/.test((await env.sidecar.metrics.render()).body))
+  t.equal(await stateQueries(env), statesBefore, 'no fresh-state query for it')
+  t.same(errorLines(env), [])
+  t.equal((await env.get('/api/scans', token)).statusCode, 200, 'the token itself is fine (and now memoized)')
+  t.equal(await stateQueries(env), statesBefore + 1, 'its state is read once it is answered')
+  t.equal(pool.compares, 1, 'the match was remembered: no second compare')
+})
+
+async function stateQueries (env: Stack): Promise<number> {
+  const m = /hg_db_query_duration_seconds_count\{query="hg_pat_states",result="ok"\} (\d+)/.exec((await env.sidecar.metrics.render()).body)
+  return m === null ? 0 : Number(m[1])
+}

@@ -23,7 +23,8 @@ type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret
 
 /**
  * DESIGN.md 2.4-2.6 for personal access tokens. Throws only the store's and
- * the bcrypt pool's errors (503s); every other outcome is a result.
+ * the bcrypt pool's errors (503s, and HG_ERR_CLIENT_GONE when the requester
+ * left while its compare waited); every other outcome is a result.
  */
 export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: ParsedCredential, requester?: Requester) => Promise<AuthResult> {
   const { memo, bcrypt, cache, roles, states } = deps
@@ -103,6 +104,9 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
       return fail(match)
     }
     memo.set(key, match)
+    // A compare takes tens of milliseconds: a client that left meanwhile needs no state
+    // read (and on shutdown the pool may already be closed under it).
+    if (requester?.destroyed === true) return fail(Reason.clientGone)
     const state = await states.load(match.id)
     if (state === undefined || state.secretHash !== match.hash) return fail(Reason.unknown)
     return decide(state)
