@@ -38,7 +38,7 @@ pg.types.setTypeParser(20, v => Number(v))
  *   scans a table of a few thousand tokens and hash-joins users and
  *   memberships, several times the CPU of the index lookups it picks here;
  * - plan_cache_mode force_generic_plan: left to choose, PostgreSQL planned the
- *   fresh-state batch anew on every execution (~0.3 ms of server CPU, against
+ *   fresh-state batch anew on most executions (~0.3 ms of server CPU, against
  *   0.04-0.1 ms to run the cached plan).
  * Sent as statements on each new connection, not as a startup option: a
  * pooler such as PgBouncer may reject unknown startup parameters, while a SET

@@ -87,7 +87,8 @@ t.test('the request-path statements look rows up by index on a small deployment'
 })
 
 // Planned once per connection, not per request: left to choose, PostgreSQL
-// re-planned the fresh-state batch on every execution.
+// re-planned the fresh-state batch on most executions (7,523 of 9,000 in a
+// database of 1,000 tokens; 7 of these 40 here).
 t.test('the fresh-state statement is planned once per connection and its plan reused', async t => {
   const url = await createTestDatabase(t)
   const db = createDb({ url, poolSize: 1, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 })
