@@ -47,7 +47,7 @@ export function createLogger (level: string, destination?: DestinationStream): L
       }
     }
   }
-  return pino(opts, destination ?? pino.destination(STDOUT_DESTINATION))
+  return pino(opts, destination ?? stdoutDestination())
 }
 
 /**
@@ -59,7 +59,32 @@ export function createLogger (level: string, destination?: DestinationStream): L
  */
 export const LOG_BUFFER_BYTES = 4096
 export const LOG_FLUSH_MS = 250
-export const STDOUT_DESTINATION = { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS } as const
+export const STDOUT_DESTINATION = { dest: 1, sync: false, minLength: LOG_BUFFER_BYTES } as const
+
+/**
+ * The buffered stdout, flushed LOG_FLUSH_MS after the first line that waits.
+ * Not sonic-boom's periodicFlush: on an empty buffer that still wrote an empty
+ * string through the threadpool four times a second, in every idle pod.
+ */
+export function stdoutDestination (): DestinationStream {
+  const dest = pino.destination(STDOUT_DESTINATION)
+  const write = dest.write.bind(dest)
+  let armed = false
+  function flush (): void {
+    armed = false
+    // With a callback, sonic-boom also writes out what arrived during a write in progress.
+    dest.flush(() => {})
+  }
+  dest.write = (chunk: string): boolean => {
+    if (!armed) {
+      armed = true
+      // Unref'd: an exiting process is flushed by pino's exit handler instead.
+      setTimeout(flush, LOG_FLUSH_MS).unref()
+    }
+    return write(chunk)
+  }
+  return dest
+}
 
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
 
