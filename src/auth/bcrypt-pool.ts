@@ -33,7 +33,8 @@ export interface BcryptPool {
   onReject(observer: () => void): void
 }
 
-function gone (requester: Requester | undefined): boolean {
+/** Whether the client a piece of work is for has closed its connection. */
+export function isGone (requester: Requester | undefined): boolean {
   return requester !== undefined && requester.destroyed
 }
 
@@ -67,7 +68,7 @@ export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
   /** A finished compare hands its slot to the first waiter still connected. */
   function release (): void {
     for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) {
-      if (!gone(next.requester)) {
+      if (!isGone(next.requester)) {
         next.wake(true)
         return
       }
@@ -80,7 +81,7 @@ export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
   function sweep (): void {
     let kept = 0
     for (const w of waiting) {
-      if (gone(w.requester)) w.wake(false)
+      if (isGone(w.requester)) w.wake(false)
       else waiting[kept++] = w
     }
     waiting.length = kept
@@ -93,7 +94,7 @@ export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
 
   return {
     async compare (secret, hash, requester) {
-      if (gone(requester)) throw clientGone()
+      if (isGone(requester)) throw clientGone()
       if (active >= concurrency) {
         if (waiting.length >= opts.queueSize) sweep()
         if (waiting.length >= opts.queueSize) {

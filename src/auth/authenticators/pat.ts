@@ -2,7 +2,7 @@ import type { ParsedCredential } from '../../credentials/format.js'
 import type { Batcher } from '../../store/batcher.js'
 import type { Candidate, PrefixCache } from '../../store/prefix-cache.js'
 import type { PatState } from '../../store/queries.js'
-import type { BcryptPool, Requester } from '../bcrypt-pool.js'
+import { isGone, type BcryptPool, type Requester } from '../bcrypt-pool.js'
 import type { Memo } from '../memo.js'
 import { fail, Reason, type AuthResult } from '../outcome.js'
 import type { RoleTable } from '../principal.js'
@@ -106,7 +106,7 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     memo.set(key, match)
     // A compare takes tens of milliseconds: a client that left meanwhile needs no state
     // read (and on shutdown the pool may already be closed under it).
-    if (requester?.destroyed === true) return fail(Reason.clientGone)
+    if (isGone(requester)) return fail(Reason.clientGone)
     const state = await states.load(match.id)
     if (state === undefined || state.secretHash !== match.hash) return fail(Reason.unknown)
     return decide(state)
