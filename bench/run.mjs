@@ -45,6 +45,9 @@ const HELP = `npm run bench -- [options]
   --profile           always profile the memoized-PAT load (default: only when a target is missed)
   --no-profile        never profile
   --pause S           pause between measurements (default 1)
+  --preload S         unrecorded load on a server right before each of its measurements
+                      (default 3; --quick 1): an idle Node process has shrunk its heap,
+                      and its first seconds under load measure the regrowth, not the path
   --wait-quiet S      before starting, wait up to S seconds for the machine to be quiet (< 25% busy; default 0)
   --quick             a fast smoke run (writes bench/results/BENCHMARKS.quick.md unless --out)
   --out FILE          where the Markdown report goes (default docs/BENCHMARKS.md)
@@ -68,6 +71,7 @@ function parseOptions () {
       profile: { type: 'boolean' },
       'no-profile': { type: 'boolean' },
       pause: { type: 'string' },
+      preload: { type: 'string' },
       'wait-quiet': { type: 'string' },
       quick: { type: 'boolean' },
       out: { type: 'string' },
@@ -114,6 +118,7 @@ function parseOptions () {
     memoBound: n('memo-bound', quick ? 2000 : 50_000, { minimum: 1 }),
     profile: values['no-profile'] === true ? 'never' : values.profile === true ? 'always' : 'auto',
     pause: n('pause', 1, { integer: false }),
+    preload: n('preload', quick ? 1 : 3, { integer: false }),
     waitQuiet: n('wait-quiet', 0),
     out: values.out ?? (quick ? 'bench/results/BENCHMARKS.quick.md' : 'docs/BENCHMARKS.md'),
     render: values.render ?? null,
@@ -450,6 +455,7 @@ async function main () {
           res = await bcryptAlone(Math.min(5, opts.duration))
           log(`round ${r}/${opts.rounds}  ${s.label.padEnd(48)} ${int(res.comparesPerSecond)} compares/s (one compare ${ms(res.compareMs)} ms)`)
         } else {
+          if (opts.preload > 0) await load({ port: s.port, duration: opts.preload, tokens: s.tokens, token: s.token, expect: s.expect ?? 200 })
           const before = s.counter === undefined ? null : await s.counter.call('stats')
           const names = ['postgres', 'redis-server']
           const cpu0 = { server: cpuMsOf(s.server.pid), upstream: cpuMsOf(upstream.pid), others: cpuSnapshot(names) }
@@ -646,6 +652,7 @@ async function main () {
       for (let r = 1; r <= opts.scaleRounds; r++) {
         const order = [['baseline', base.port], ...points.map(p => [p.total, p.sidecar.port])]
         for (const [k, port] of order) {
+          if (opts.preload > 0) await load({ port, duration: opts.preload, tokens: 'hot' })
           const res = await load({ port, duration: opts.scaleDuration, tokens: 'hot' })
           scaleRuns[k].push(res)
           log(`scale round ${r}/${opts.scaleRounds}  ${String(k === 'baseline' ? 'no-auth proxy' : `memoized PAT @ ${int(k)}`).padEnd(28)} ${int(res.rps).padStart(7)} req/s  p99 ${ms(res.p99)} ms${res.total !== res.ok ? `  (${res.total - res.ok} unexpected)` : ''}`)
