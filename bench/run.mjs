@@ -394,6 +394,10 @@ async function main () {
     function load (spec, extraS = 60) {
       return loadgen.call('run', { spec: { path: PATH, connections: opts.connections, ...spec } }, ((spec.duration ?? 60) + extraS) * 1000)
     }
+    /** Unrecorded load right before a measurement with the same spec (--preload; see the report's Method). */
+    async function preload (spec) {
+      if (opts.preload > 0) await load({ ...spec, duration: opts.preload })
+    }
 
     // --- main database: N PATs, N API keys -------------------------------------------------
     const N = opts.tokens
@@ -455,7 +459,7 @@ async function main () {
           res = await bcryptAlone(Math.min(5, opts.duration))
           log(`round ${r}/${opts.rounds}  ${s.label.padEnd(48)} ${int(res.comparesPerSecond)} compares/s (one compare ${ms(res.compareMs)} ms)`)
         } else {
-          if (opts.preload > 0) await load({ port: s.port, duration: opts.preload, tokens: s.tokens, token: s.token, expect: s.expect ?? 200 })
+          await preload({ port: s.port, tokens: s.tokens, token: s.token, expect: s.expect ?? 200 })
           const before = s.counter === undefined ? null : await s.counter.call('stats')
           const names = ['postgres', 'redis-server']
           const cpu0 = { server: cpuMsOf(s.server.pid), upstream: cpuMsOf(upstream.pid), others: cpuSnapshot(names) }
@@ -652,7 +656,7 @@ async function main () {
       for (let r = 1; r <= opts.scaleRounds; r++) {
         const order = [['baseline', base.port], ...points.map(p => [p.total, p.sidecar.port])]
         for (const [k, port] of order) {
-          if (opts.preload > 0) await load({ port, duration: opts.preload, tokens: 'hot' })
+          await preload({ port, tokens: 'hot' })
           const res = await load({ port, duration: opts.scaleDuration, tokens: 'hot' })
           scaleRuns[k].push(res)
           log(`scale round ${r}/${opts.scaleRounds}  ${String(k === 'baseline' ? 'no-auth proxy' : `memoized PAT @ ${int(k)}`).padEnd(28)} ${int(res.rps).padStart(7)} req/s  p99 ${ms(res.p99)} ms${res.total !== res.ok ? `  (${res.total - res.ok} unexpected)` : ''}`)
