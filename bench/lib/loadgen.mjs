@@ -72,10 +72,11 @@ async function run (spec) {
   const lat = []
   const statuses = {}
   // autocannon's own `duration` starts before it builds its clients, and with a
-  // rotating list that means 32 x N pre-rendered requests: ~0.35 s of this process
-  // blocked, no request in flight, for 1,000 tokens. Rates are taken over the time
-  // the load actually ran instead: from its 'start' event (emitted right after the
-  // clients exist) to the end.
+  // rotating list that means connections x N pre-rendered requests, built while this
+  // process is blocked and no request is in flight (the report gives the run's own
+  // median of autocannonDurationS - durationS). Rates are taken over the time the load
+  // actually ran instead: from its 'start' event (emitted right after the clients
+  // exist) to the end.
   let started = null
   const inst = autocannon(opts)
   inst.on('start', () => { started ??= performance.now() })
