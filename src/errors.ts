@@ -1,13 +1,13 @@
 import createError, { type FastifyErrorConstructor } from '@fastify/error'
 
-/** The contract's public error codes (DESIGN.md section 2, Errors). */
+/** The contract's public error codes (docs/DESIGN.md §2 Errors). */
 export const PublicCode = {
   badRequest: 'bad_request',
   unauthorized: 'unauthorized',
   tokenExpired: 'token_expired',
   forbidden: 'forbidden',
   notFound: 'not_found',
-  conflict: 'conflict',
+  methodNotAllowed: 'method_not_allowed',
   rateLimited: 'rate_limited',
   unavailable: 'unavailable',
   badGateway: 'bad_gateway',
@@ -57,6 +57,10 @@ export function hgError (def: ErrorDef, detail?: string, cause?: unknown): Error
 export const HG_ERR_REQUEST_PATH = define('HG_ERR_REQUEST_PATH', PublicCode.badRequest, 'Ambiguous or malformed request path', 400)
 export const HG_ERR_REQUEST_BAD = define('HG_ERR_REQUEST_BAD', PublicCode.badRequest, 'Malformed request', 400)
 export const HG_ERR_REQUEST_VALIDATION = define('HG_ERR_REQUEST_VALIDATION', PublicCode.badRequest, 'Invalid request', 400)
+export const HG_ERR_REQUEST_TIMEOUT = define('HG_ERR_REQUEST_TIMEOUT', PublicCode.badRequest, 'The request did not arrive in time', 408)
+export const HG_ERR_REQUEST_TOO_LARGE = define('HG_ERR_REQUEST_TOO_LARGE', PublicCode.badRequest, 'The request is too large', 413)
+export const HG_ERR_REQUEST_HEADERS_TOO_LARGE = define('HG_ERR_REQUEST_HEADERS_TOO_LARGE', PublicCode.badRequest, 'The request headers are too large', 431)
+export const HG_ERR_REQUEST_METHOD = define('HG_ERR_REQUEST_METHOD', PublicCode.methodNotAllowed, 'Method not allowed', 405)
 
 // auth: one message for every kind of 401 but expiry (the contract)
 export const HG_ERR_AUTH_INVALID = define('HG_ERR_AUTH_INVALID', PublicCode.unauthorized, 'Invalid or inactive credential', 401)
@@ -74,7 +78,7 @@ export const HG_ERR_ADMIN_UNAUTHORIZED = define('HG_ERR_ADMIN_UNAUTHORIZED', Pub
 // management (CLI, admin and self-service)
 export const HG_ERR_MGMT_NOT_FOUND = define('HG_ERR_MGMT_NOT_FOUND', PublicCode.notFound, 'Not found', 404)
 export const HG_ERR_MGMT_INVALID = define('HG_ERR_MGMT_INVALID', PublicCode.badRequest, 'Invalid request', 400)
-export const HG_ERR_MGMT_FORBIDDEN = define('HG_ERR_MGMT_FORBIDDEN', PublicCode.forbidden, 'Not allowed', 403)
+export const HG_ERR_MGMT_PAT_ONLY = define('HG_ERR_MGMT_PAT_ONLY', PublicCode.forbidden, 'Personal access tokens are listed with a personal access token', 403)
 
 // store
 export const HG_ERR_STORE_UNAVAILABLE = define('HG_ERR_STORE_UNAVAILABLE', PublicCode.unavailable, 'The credential store is unavailable; retry shortly', 503)
@@ -87,11 +91,6 @@ export const HG_ERR_UPSTREAM_TIMEOUT = define('HG_ERR_UPSTREAM_TIMEOUT', PublicC
 export const HG_ERR_INTERNAL = define('HG_ERR_INTERNAL', PublicCode.internal, 'Internal error', 500)
 export const HG_ERR_NOT_FOUND = define('HG_ERR_NOT_FOUND', PublicCode.notFound, 'Not found', 404)
 export const HG_ERR_OVERLOADED = define('HG_ERR_OVERLOADED', PublicCode.unavailable, 'The sidecar is overloaded; retry shortly', 503)
-
-/** The 403 body that names the missing permission (DESIGN.md 2.7). */
-export function forbiddenBody (permission: string): string {
-  return JSON.stringify({ error: PublicCode.forbidden, message: `This route needs the permission ${permission}` })
-}
 
 /** Seconds a client should wait after a 503 or 429. */
 export const RETRY_AFTER_SECONDS = 1

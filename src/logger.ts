@@ -1,5 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino'
-import { maskCredentials } from './credentials/format.js'
+import { maskCredentials } from './mask.js'
 
 export type { Logger }
 
@@ -10,16 +10,32 @@ const REDACT = [
   'res.headers["set-cookie"]', 'token', 'secret', 'password', 'adminToken'
 ]
 
-function errSerializer (err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { message: maskCredentials(String(err)) }
-  const out: Record<string, unknown> = {
-    type: err.name,
-    message: maskCredentials(err.message),
-    stack: err.stack === undefined ? undefined : maskCredentials(err.stack)
+function describe (value: object): string {
+  try {
+    return maskCredentials(JSON.stringify(value) ?? '')
+  } catch {
+    return Object.prototype.toString.call(value)
   }
-  const code = (err as { code?: unknown }).code
-  if (code !== undefined) out.code = code
-  if (err.cause !== undefined) out.cause = errSerializer(err.cause)
+}
+
+/**
+ * Errors as fields, masked. A plain object with a message or code (undici and
+ * fastify hand some of those around) keeps them: never "[object Object]".
+ */
+function errSerializer (err: unknown, depth = 0): Record<string, unknown> {
+  if (err === null || typeof err !== 'object') return { message: maskCredentials(String(err)) }
+  const e = err as { name?: unknown, message?: unknown, stack?: unknown, code?: unknown, errno?: unknown, syscall?: unknown, cause?: unknown }
+  const out: Record<string, unknown> = {}
+  if (typeof e.name === 'string') out.type = e.name
+  out.message = typeof e.message === 'string' ? maskCredentials(e.message) : err instanceof Error ? '' : describe(err)
+  if (typeof e.stack === 'string') out.stack = maskCredentials(e.stack)
+  if (e.code !== undefined) out.code = e.code
+  if (e.errno !== undefined) out.errno = e.errno
+  if (typeof e.syscall === 'string') out.syscall = e.syscall
+  if (e.cause !== undefined && depth < 4) out.cause = errSerializer(e.cause, depth + 1)
+  // AggregateError (a connect that failed on every address): each address's cause.
+  const errors = (err as { errors?: unknown }).errors
+  if (Array.isArray(errors) && depth < 4) out.errors = errors.slice(0, 4).map(x => errSerializer(x, depth + 1))
   return out
 }
 
@@ -28,7 +44,7 @@ export function createLogger (level: string, destination?: DestinationStream): L
     level,
     base: { service: 'hg-auth-sidecar' },
     redact: { paths: REDACT, censor: '[redacted]' },
-    serializers: { err: errSerializer, error: errSerializer },
+    serializers: { err: (e: unknown) => errSerializer(e), error: (e: unknown) => errSerializer(e) },
     timestamp: pino.stdTimeFunctions.isoTime,
     hooks: {
       // Last line of defence: nothing credential-shaped leaves in a message.

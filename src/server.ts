@@ -1,12 +1,13 @@
+import closeWithGrace from 'close-with-grace'
 import { createSidecar, type Sidecar } from './app.js'
-import { createRoleTable } from './auth/principal.js'
 import { ConfigError } from './config/load.js'
 import type { Config } from './config/schema.js'
-import { createCredentialService, type CreatedCredential } from './credentials/service.js'
 import { mintDemoToken, seedDemo, type DemoSeed } from './demo/seed.js'
 import { startDemoUpstream, type DemoUpstream } from './demo/upstream.js'
 import type { Logger } from './logger.js'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js'
+import type { CreatedCredential } from './management/service.js'
+import type { EmbeddedPostgres } from './store/embedded.js'
+import { DatabaseConfigError, resolveDatabase } from './store/open.js'
 
 export interface Backends {
   /** The config with the embedded database and the demo upstream filled in. */
@@ -17,44 +18,38 @@ export interface Backends {
 }
 
 /**
- * DESIGN.md 6: no DATABASE_URL -> embedded PostgreSQL, no UPSTREAM_URL -> the
+ * docs/DESIGN.md §6: no DATABASE_URL -> embedded PostgreSQL, no UPSTREAM_URL -> the
  * demo upstream. Refused under NODE_ENV=production, where a forgotten
  * variable must not quietly become a toy.
  */
 export async function resolveBackends (config: Config, env: NodeJS.ProcessEnv): Promise<Backends> {
-  const production = env.NODE_ENV === 'production'
-  if (production && config.database.url === null) {
-    throw new ConfigError('DATABASE_URL is required when NODE_ENV=production (the embedded database is for trying, development and single-replica use)')
-  }
-  if (production && config.upstream.url === null) {
+  if (env.NODE_ENV === 'production' && config.upstream.url === null) {
     throw new ConfigError('UPSTREAM_URL is required when NODE_ENV=production (the demo upstream only echoes)')
   }
-  let embedded: EmbeddedPostgres | null = null
-  let demoUpstream: DemoUpstream | null = null
-  let resolved = config
+  let database
   try {
-    if (config.database.url === null) {
-      embedded = await startEmbeddedPostgres(config.database.dataDir)
-      // PGlite runs its queries on this very event loop: event-loop delay and utilization
-      // then measure the database too, and would shed load that is only the database working.
-      const overload = { ...resolved.server.overload, maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0 }
-      resolved = { ...resolved, database: { ...resolved.database, url: embedded.url, poolSize: 1 }, server: { ...resolved.server, overload } }
-    }
-    if (config.upstream.url === null) {
-      demoUpstream = await startDemoUpstream()
-      resolved = { ...resolved, upstream: { ...resolved.upstream, url: demoUpstream.url } }
-    }
+    database = await resolveDatabase(config, env)
   } catch (err) {
-    await embedded?.close()
-    throw err
+    throw err instanceof DatabaseConfigError ? new ConfigError(err.message) : err
+  }
+  let demoUpstream: DemoUpstream | null = null
+  let resolved = database.config
+  if (config.upstream.url === null) {
+    try {
+      demoUpstream = await startDemoUpstream()
+    } catch (err) {
+      await database.close()
+      throw err
+    }
+    resolved = { ...resolved, upstream: { ...resolved.upstream, url: demoUpstream.url } }
   }
   return {
     config: resolved,
-    embedded,
+    embedded: database.embedded,
     demoUpstream,
     async close () {
       await demoUpstream?.close()
-      await embedded?.close()
+      await database.close()
     }
   }
 }
@@ -131,8 +126,7 @@ export async function serve (config: Config, log: Logger, opts: ServeOptions = {
     if (backends.embedded !== null || opts.demo === true) {
       seed = await seedDemo(sidecar.db)
       if (seed.created || opts.demo === true) {
-        const service = createCredentialService({ db: sidecar.db, cache: sidecar.cache, roles: createRoleTable(config.roles), config })
-        token = await mintDemoToken(service, seed)
+        token = await mintDemoToken(sidecar.service, seed)
       }
     }
   } catch (err) {
@@ -155,23 +149,23 @@ export async function serve (config: Config, log: Logger, opts: ServeOptions = {
     return closing
   }
 
-  const stop = (signal: string): void => {
-    log.info({ signal, graceMs: config.server.shutdownGraceMs }, 'shutting down: draining in-flight requests')
-    const force = setTimeout(() => {
-      log.warn('grace period over; exiting with requests still in flight')
-      process.exit(1)
-    }, config.server.shutdownGraceMs)
-    force.unref()
-    const exit = (code: number): void => log.flush(() => process.exit(code))
-    close().then(() => {
+  // SIGTERM/SIGINT (and an uncaught error) drain in-flight requests within the grace period, then exit.
+  closeWithGrace({
+    delay: config.server.shutdownGraceMs,
+    logger: false,
+    onTimeout: () => log.warn('grace period over; exiting with requests still in flight')
+  }, async ({ signal, err }) => {
+    if (err !== undefined) log.fatal({ err }, 'uncaught error: shutting down')
+    else log.info({ signal, graceMs: config.server.shutdownGraceMs }, 'shutting down: draining in-flight requests')
+    try {
+      await close()
       log.info('shut down cleanly')
-      exit(0)
-    }, (err: unknown) => {
-      log.error({ err }, 'shutdown failed')
-      exit(1)
-    })
-  }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+    } catch (closeErr) {
+      log.error({ err: closeErr }, 'shutdown failed')
+      throw closeErr
+    } finally {
+      await new Promise<void>(resolve => log.flush(() => resolve()))
+    }
+  })
   return { sidecar, ...ports, close }
 }

@@ -1,9 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import { Type, type Static } from '@sinclair/typebox'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { CredentialService } from '../credentials/service.js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { CredentialService } from '../management/service.js'
 import { HG_ERR_ADMIN_UNAUTHORIZED, HG_ERR_NOT_FOUND, hgError } from '../errors.js'
+import { internalFastifyOptions } from '../http/options.js'
+import { errorHandler, sendError } from '../http/reply.js'
 import type { Logger } from '../logger.js'
 
 const Uuid = Type.String({ format: 'uuid' })
@@ -86,18 +88,16 @@ export interface AdminOptions {
   service: CredentialService
   /** When set, required as `Authorization: Bearer <token>` on every admin route. */
   adminToken: string | null
-  errorHandler: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply
 }
 
-/** The admin API (DESIGN.md 5): what the Settings page calls; bound to 127.0.0.1 by default. */
+/** The admin API (docs/DESIGN.md §5): what the Settings page calls; bound to 127.0.0.1 by default. */
 export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
-    loggerInstance: opts.log as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
+    ...internalFastifyOptions(opts.log),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } }
   })
-  app.setErrorHandler(opts.errorHandler)
-  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not_found', message: HG_ERR_NOT_FOUND.message }))
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((_req, reply) => sendError(reply, HG_ERR_NOT_FOUND))
 
   const expected = opts.adminToken === null ? null : digest(opts.adminToken)
   if (expected !== null) {

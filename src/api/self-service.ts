@@ -1,30 +1,25 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Principal } from '../auth/principal.js'
-import type { CredentialService, PatView } from '../credentials/service.js'
-import { forbiddenBody, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID } from '../errors.js'
-import { IdentityHeader } from '../auth/identity-headers.js'
+import type { CredentialService, PatView } from '../management/service.js'
+import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY } from '../errors.js'
+import { sendError, sendForbidden, sendMethodNotAllowed } from '../http/reply.js'
 
-/** Answered by the sidecar itself on the proxy port, never forwarded (DESIGN.md 5). */
+/** Answered by the sidecar itself on the proxy port, never forwarded (docs/DESIGN.md §5). */
 export const SELF_SERVICE_PREFIXES = ['/api/personal-access-tokens', '/api/api-keys'] as const
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
-function json (reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(body)
+function json (reply: FastifyReply, body: unknown): FastifyReply {
+  return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body))
 }
 
 function principalOf (request: FastifyRequest): Principal | null {
   return request.hg?.principal ?? null
 }
 
-function needs (reply: FastifyReply, permission: string): FastifyReply {
-  reply.header(IdentityHeader.requiredPermission, permission)
-  return json(reply, HG_ERR_AUTH_FORBIDDEN.status, forbiddenBody(permission))
-}
-
 function notFound (reply: FastifyReply): FastifyReply {
-  return json(reply, 404, JSON.stringify({ error: 'not_found', message: 'Not found' }))
+  return sendError(reply, HG_ERR_MGMT_NOT_FOUND)
 }
 
 /** The list shape of a PAT: never a hash, never a secret. */
@@ -50,15 +45,15 @@ export interface SelfServiceOptions {
 export function registerSelfService (app: FastifyInstance, { service }: SelfServiceOptions): void {
   app.get('/api/personal-access-tokens', async (request, reply) => {
     const p = principalOf(request)
-    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
-    if (p.userId === null) return json(reply, 403, JSON.stringify({ error: 'forbidden', message: 'Personal access tokens are listed with a personal access token' }))
+    if (p === null) return sendError(reply, HG_ERR_AUTH_INVALID)
+    if (p.userId === null) return sendError(reply, HG_ERR_MGMT_PAT_ONLY)
     const rows = await service.listPats(p.userId, p.orgId)
-    return json(reply, 200, JSON.stringify(rows.map(patListItem)))
+    return json(reply, rows.map(patListItem))
   })
 
   app.delete<{ Params: { id: string } }>('/api/personal-access-tokens/:id', async (request, reply) => {
     const p = principalOf(request)
-    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
+    if (p === null) return sendError(reply, HG_ERR_AUTH_INVALID)
     const { id } = request.params
     if (!UUID.test(id)) return notFound(reply)
     const tok = await service.getPat(id)
@@ -71,16 +66,16 @@ export function registerSelfService (app: FastifyInstance, { service }: SelfServ
 
   app.get('/api/api-keys', async (request, reply) => {
     const p = principalOf(request)
-    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
-    if (!p.permissions.includes('api-keys:manage')) return needs(reply, 'api-keys:manage')
+    if (p === null) return sendError(reply, HG_ERR_AUTH_INVALID)
+    if (!p.permissions.includes('api-keys:manage')) return sendForbidden(reply, 'api-keys:manage')
     const rows = await service.listApiKeys(p.orgId)
-    return json(reply, 200, JSON.stringify(rows.map(r => ({ ...r, revoked: r.revokedAt !== null }))))
+    return json(reply, rows.map(r => ({ ...r, revoked: r.revokedAt !== null })))
   })
 
   app.delete<{ Params: { id: string } }>('/api/api-keys/:id', async (request, reply) => {
     const p = principalOf(request)
-    if (p === null) return json(reply, 401, HG_ERR_AUTH_INVALID.body)
-    if (!p.permissions.includes('api-keys:manage')) return needs(reply, 'api-keys:manage')
+    if (p === null) return sendError(reply, HG_ERR_AUTH_INVALID)
+    if (!p.permissions.includes('api-keys:manage')) return sendForbidden(reply, 'api-keys:manage')
     const { id } = request.params
     if (!UUID.test(id)) return notFound(reply)
     const key = await service.getApiKey(id)
@@ -90,11 +85,9 @@ export function registerSelfService (app: FastifyInstance, { service }: SelfServ
   })
 
   // Anything else under these prefixes is the sidecar's too: never forwarded.
-  const methodNotAllowed = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
-    json(reply, 405, JSON.stringify({ error: 'bad_request', message: 'Method not allowed' }))
   for (const prefix of SELF_SERVICE_PREFIXES) {
-    app.route({ method: ALL_METHODS.filter(m => m !== 'GET'), url: prefix, handler: methodNotAllowed })
-    app.route({ method: ALL_METHODS.filter(m => m !== 'DELETE'), url: `${prefix}/:id`, handler: methodNotAllowed })
+    app.route({ method: ALL_METHODS.filter(m => m !== 'GET'), url: prefix, handler: async (_req, reply) => sendMethodNotAllowed(reply, ['GET', 'HEAD']) })
+    app.route({ method: ALL_METHODS.filter(m => m !== 'DELETE'), url: `${prefix}/:id`, handler: async (_req, reply) => sendMethodNotAllowed(reply, ['DELETE']) })
     app.route({ method: [...ALL_METHODS, 'HEAD'], url: `${prefix}/:id/*`, handler: async (_req, reply) => notFound(reply) })
   }
 }

@@ -16,7 +16,7 @@ function count (rawHeaders: readonly string[], name: string): number {
 }
 
 /**
- * DESIGN.md 2.3: the credential comes from `X-API-Key` or `Authorization:
+ * docs/DESIGN.md §2 step 3: the credential comes from `X-API-Key` or `Authorization:
  * Bearer`; one of them, once. Node joins repeated X-API-Key values with ", "
  * (which fails the format check) but keeps only the first Authorization, so
  * that one is counted on the raw headers. Never from the query string.

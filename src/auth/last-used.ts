@@ -1,7 +1,7 @@
 export interface LastUsedOptions {
   /** How often pending marks are written. */
   flushIntervalMs: number
-  /** At most one write per credential per this many ms (DESIGN.md 2.9: a minute). */
+  /** At most one write per credential per this many ms (docs/DESIGN.md §2 step 9: a minute). */
   minIntervalMs: number
   write: (kind: 'pat' | 'api_key', ids: string[], at: Date) => Promise<void>
   onError?: (err: unknown) => void
@@ -18,7 +18,7 @@ export interface LastUsedRecorder {
 }
 
 /**
- * last_used_at off the request path (DESIGN.md 2.9): uses are noted in memory,
+ * last_used_at off the request path (docs/DESIGN.md §2 step 9): uses are noted in memory,
  * coalesced to one write per credential per interval and written in batches.
  */
 export function createLastUsedRecorder (opts: LastUsedOptions): LastUsedRecorder {

@@ -102,7 +102,7 @@ function memoKey (): Buffer {
 }
 
 /**
- * The in-process verification memo (DESIGN.md 2.4): HMAC(credential) -> {id, hash}
+ * The in-process verification memo (docs/DESIGN.md §2 step 4): HMAC(credential) -> {id, hash}
  * of a past bcrypt match, valid only while the stored hash is unchanged (the caller
  * checks it against the fresh-state row). Failed secrets get a short negative entry.
  */

@@ -1,6 +1,6 @@
 import {
   HG_ERR_AUTH_EXPIRED, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID,
-  HG_ERR_AUTH_RATE_LIMITED, HG_ERR_CLIENT_GONE, HG_ERR_STORE_UNAVAILABLE, type ErrorDef
+  HG_ERR_AUTH_RATE_LIMITED, HG_ERR_CLIENT_GONE, HG_ERR_REQUEST_PATH, HG_ERR_STORE_UNAVAILABLE, type ErrorDef
 } from '../errors.js'
 import type { Principal } from './principal.js'
 
@@ -8,6 +8,8 @@ import type { Principal } from './principal.js'
 export const Reason = {
   ok: 'ok',
   public: 'public',
+  /** Step 1: a path the upstream could read differently from the policy. */
+  badRequest: 'bad_request',
   missing: 'missing',
   malformed: 'malformed',
   unknown: 'unknown',
@@ -31,6 +33,7 @@ export type AuthResult =
   | { ok: false, reason: Reason, error: ErrorDef }
 
 export const REASON_ERROR: Record<Exclude<Reason, 'ok' | 'public' | 'passthrough'>, ErrorDef> = {
+  bad_request: HG_ERR_REQUEST_PATH,
   missing: HG_ERR_AUTH_INVALID,
   malformed: HG_ERR_AUTH_INVALID,
   unknown: HG_ERR_AUTH_INVALID,

@@ -2,17 +2,17 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { parseCredential, type CredentialKind, type ParsedCredential } from '../credentials/format.js'
 import {
   HG_ERR_AUTH_BUSY, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_FORBIDDEN_ROUTE, HG_ERR_AUTH_RATE_LIMITED, HG_ERR_CLIENT_GONE,
-  HG_ERR_INTERNAL, HG_ERR_REQUEST_PATH, errorDef, type ErrorDef
+  HG_ERR_INTERNAL, errorDef, type ErrorDef
 } from '../errors.js'
-import { checkPath } from '../proxy/path-guard.js'
 import type { Requester } from './bcrypt-pool.js'
 import { extractCredential, type CredentialSource } from './credential-header.js'
 import { Reason, REASON_ERROR, type AuthResult } from './outcome.js'
+import { checkPath } from './path-guard.js'
 import type { Policy, PolicyDecision } from './policy.js'
 import type { Principal } from './principal.js'
 import type { FailureLimiter } from './rate-limit.js'
 
-/** The little a pipeline needs of a request: testable without a server. */
+/** The little a pipeline needs of a request: testable without a server. Never modified. */
 export interface PipelineRequest {
   method: string
   url: string
@@ -23,29 +23,31 @@ export interface PipelineRequest {
   connection?: Requester
 }
 
-export type PipelineResult =
-  | {
-    pass: true
-    reason: typeof Reason.ok | typeof Reason.public | typeof Reason.passthrough
-    principal: Principal | null
-    decision: PolicyDecision
-    /** Decoded path the policy matched. */
-    path: string
-    credentialSource: CredentialSource | null
-    kind: CredentialKind | null
-    prefix: string | null
-  }
-  | {
-    pass: false
-    reason: Reason | 'bad_request'
-    error: ErrorDef
-    kind: CredentialKind | null
-    prefix: string | null
-    requiredPermission?: string
-    retryAfter?: number
-    /** What went wrong inside, for the log; never sent to the client. */
-    cause?: unknown
-  }
+export interface Pass {
+  pass: true
+  reason: typeof Reason.ok | typeof Reason.public | typeof Reason.passthrough
+  principal: Principal | null
+  decision: PolicyDecision
+  /** Decoded path the policy matched. */
+  path: string
+  credentialSource: CredentialSource | null
+  kind: CredentialKind | null
+  prefix: string | null
+}
+
+export interface Refusal {
+  pass: false
+  reason: Reason
+  error: ErrorDef
+  kind: CredentialKind | null
+  prefix: string | null
+  requiredPermission?: string
+  retryAfter?: number
+  /** What went wrong inside, for the log; never sent to the client. */
+  cause?: unknown
+}
+
+export type PipelineResult = Pass | Refusal
 
 export interface PipelineDeps {
   policy: Policy
@@ -55,78 +57,108 @@ export interface PipelineDeps {
   apiKeys: 'validate' | 'passthrough' | 'reject'
 }
 
-/** DESIGN.md 2.2: the reserved namespace goes first, on every path. */
-export function stripReserved (headers: IncomingHttpHeaders): void {
-  for (const name in headers) {
-    if (name.length > 5 && name.charCodeAt(0) === 120 /* x */ && name.startsWith('x-hg-')) delete headers[name]
-  }
-}
-
 export interface Pipeline {
   /** A promise only when the decision needs I/O (a credential to check); every other outcome is returned at once. */
   run(req: PipelineRequest): PipelineResult | Promise<PipelineResult>
 }
 
-export function createPipeline (deps: PipelineDeps): Pipeline {
-  const { policy, limiter } = deps
+/** A credential presented and checked: who it is, or why not. */
+export type Authenticated =
+  | { ok: true, principal: Principal | null, source: CredentialSource, kind: CredentialKind, prefix: string, passthrough: boolean }
+  | Refusal
 
-  function refuse (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null, ip: string): PipelineResult {
+function refusal (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null): Refusal {
+  return { pass: false, reason, error, kind, prefix }
+}
+
+/** A thrown store or bcrypt error as the request's answer (docs/DESIGN.md §2 step 4: fail closed). */
+function unavailable (cred: ParsedCredential, err: unknown): Refusal {
+  const def = errorDef((err as { code?: string }).code ?? '') ?? HG_ERR_INTERNAL
+  // Neither is a failure inside: a saturated pool is the contract's 503 (and a
+  // metric), a client gone is nobody's answer. Only the others carry a cause to log.
+  if (def === HG_ERR_CLIENT_GONE) return refusal(Reason.clientGone, def, cred.kind, cred.prefix)
+  if (def === HG_ERR_AUTH_BUSY) return refusal(Reason.unavailable, def, cred.kind, cred.prefix)
+  return { ...refusal(Reason.unavailable, def, cred.kind, cred.prefix), cause: err }
+}
+
+/**
+ * Stage 2 (docs/DESIGN.md §2 steps 3-5): the client's failure budget, the one
+ * credential, its secret and its fresh state. A 401 counts against the client.
+ */
+export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authenticated | Promise<Authenticated> {
+  const { limiter } = deps
+  const ip = req.ip
+  const refuse = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null): Refusal => {
     if (error.status === 401) limiter.fail(ip)
-    return { pass: false, reason, error, kind, prefix }
+    return refusal(reason, error, kind, prefix)
   }
 
-  function unavailable (cred: ParsedCredential, err: unknown): PipelineResult {
-    const def = errorDef((err as { code?: string }).code ?? '') ?? HG_ERR_INTERNAL
-    // Neither is a failure inside: a saturated pool is the contract's 503 (and a
-    // metric), a client gone is nobody's answer. Only the others carry a cause to log.
-    if (def === HG_ERR_CLIENT_GONE) return { pass: false, reason: Reason.clientGone, error: def, kind: cred.kind, prefix: cred.prefix }
-    if (def === HG_ERR_AUTH_BUSY) return { pass: false, reason: Reason.unavailable, error: def, kind: cred.kind, prefix: cred.prefix }
-    return { pass: false, reason: Reason.unavailable, error: def, kind: cred.kind, prefix: cred.prefix, cause: err }
+  const wait = limiter.blocked(ip)
+  if (wait > 0) return { ...refusal(Reason.rateLimited, HG_ERR_AUTH_RATE_LIMITED, null, null), retryAfter: wait }
+
+  const found = extractCredential(req.headers, req.rawHeaders)
+  if (!found.found) return refuse(found.reason, REASON_ERROR[found.reason], null, null)
+  const cred = parseCredential(found.value)
+  if (cred === null) return refuse(Reason.malformed, REASON_ERROR.malformed, null, null)
+  const source = found.source
+
+  if (cred.kind === 'api_key') {
+    if (deps.apiKeys === 'reject') return refuse(Reason.rejected, REASON_ERROR.rejected, cred.kind, cred.prefix)
+    if (deps.apiKeys === 'passthrough') return { ok: true, principal: null, source, kind: cred.kind, prefix: cred.prefix, passthrough: true }
+  }
+  let pending: Promise<AuthResult>
+  try {
+    pending = cred.kind === 'pat' ? deps.authenticatePat(cred, req.connection) : deps.authenticateApiKey(cred)
+  } catch (err) {
+    return unavailable(cred, err)
+  }
+  return pending.then(
+    (result): Authenticated => result.ok
+      ? { ok: true, principal: result.principal, source, kind: cred.kind, prefix: cred.prefix, passthrough: false }
+      : refuse(result.reason, result.error, cred.kind, cred.prefix),
+    (err: unknown) => unavailable(cred, err)
+  )
+}
+
+/** Stage 3 (docs/DESIGN.md §2 steps 6-7): the route's permission against the principal's effective ones. */
+export function authorize (decision: PolicyDecision, principal: Principal, kind: CredentialKind, prefix: string): Refusal | null {
+  if (decision.deny) return refusal(Reason.forbidden, HG_ERR_AUTH_FORBIDDEN_ROUTE, kind, prefix)
+  if (decision.permission !== null && !principal.permissions.includes(decision.permission)) {
+    return { ...refusal(Reason.forbidden, HG_ERR_AUTH_FORBIDDEN, kind, prefix), requiredPermission: decision.permission }
+  }
+  return null
+}
+
+/**
+ * The access pipeline (docs/DESIGN.md §2): stage 1 the path guard and the route's
+ * policy, stage 2 authenticate, stage 3 authorize. The identity headers of a
+ * pass are built by identity-headers.ts for the proxy.
+ */
+export function createPipeline (deps: PipelineDeps): Pipeline {
+  const { policy } = deps
+
+  function decided (a: Authenticated, decision: PolicyDecision, path: string): PipelineResult {
+    if (!('ok' in a)) return a
+    if (a.passthrough) {
+      return { pass: true, reason: Reason.passthrough, principal: null, decision, path, credentialSource: a.source, kind: a.kind, prefix: a.prefix }
+    }
+    const principal = a.principal as Principal
+    const refused = authorize(decision, principal, a.kind, a.prefix)
+    if (refused !== null) return refused
+    return { pass: true, reason: Reason.ok, principal, decision, path, credentialSource: a.source, kind: a.kind, prefix: a.prefix }
   }
 
   return {
     run (req) {
       const checked = checkPath(req.url)
-      if (!checked.ok) return { pass: false, reason: 'bad_request', error: HG_ERR_REQUEST_PATH, kind: null, prefix: null }
-      stripReserved(req.headers)
-      const decision = policy.decide(req.method, checked.path)
+      if (!checked.ok) return refusal(Reason.badRequest, REASON_ERROR.bad_request, null, null)
+      const path = checked.path
+      const decision = policy.decide(req.method, path)
       if (decision.public) {
-        return { pass: true, reason: Reason.public, principal: null, decision, path: checked.path, credentialSource: null, kind: null, prefix: null }
+        return { pass: true, reason: Reason.public, principal: null, decision, path, credentialSource: null, kind: null, prefix: null }
       }
-
-      const wait = limiter.blocked(req.ip)
-      if (wait > 0) return { pass: false, reason: Reason.rateLimited, error: HG_ERR_AUTH_RATE_LIMITED, kind: null, prefix: null, retryAfter: wait }
-
-      const found = extractCredential(req.headers, req.rawHeaders)
-      if (!found.found) return refuse(found.reason, REASON_ERROR[found.reason], null, null, req.ip)
-      const cred = parseCredential(found.value)
-      if (cred === null) return refuse(Reason.malformed, REASON_ERROR.malformed, null, null, req.ip)
-
-      if (cred.kind === 'api_key') {
-        if (deps.apiKeys === 'reject') return refuse(Reason.rejected, REASON_ERROR.rejected, cred.kind, cred.prefix, req.ip)
-        if (deps.apiKeys === 'passthrough') {
-          return { pass: true, reason: Reason.passthrough, principal: null, decision, path: checked.path, credentialSource: found.source, kind: cred.kind, prefix: cred.prefix }
-        }
-      }
-      let pending: Promise<AuthResult>
-      try {
-        pending = cred.kind === 'pat' ? deps.authenticatePat(cred, req.connection) : deps.authenticateApiKey(cred)
-      } catch (err) {
-        return unavailable(cred, err)
-      }
-      const { ip } = req
-      const source = found.source
-      return pending.then(result => {
-        if (!result.ok) return refuse(result.reason, result.error, cred.kind, cred.prefix, ip)
-        if (decision.deny) {
-          return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN_ROUTE, kind: cred.kind, prefix: cred.prefix }
-        }
-        const principal = result.principal
-        if (decision.permission !== null && !principal.permissions.includes(decision.permission)) {
-          return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN, kind: cred.kind, prefix: cred.prefix, requiredPermission: decision.permission }
-        }
-        return { pass: true, reason: Reason.ok, principal, decision, path: checked.path, credentialSource: source, kind: cred.kind, prefix: cred.prefix }
-      }, (err: unknown) => unavailable(cred, err))
+      const a = authenticate(deps, req)
+      return a instanceof Promise ? a.then(r => decided(r, decision, path)) : decided(a, decision, path)
     }
   }
 }

@@ -1,21 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { CredentialKind } from '../credentials/format.js'
-import { forbiddenBody, RETRY_AFTER_SECONDS } from '../errors.js'
-import type { CredentialSource } from './credential-header.js'
-import { IdentityHeader } from './identity-headers.js'
-import type { Pipeline, PipelineResult } from './pipeline.js'
-import type { PolicyDecision } from './policy.js'
-import type { Principal } from './principal.js'
+import { sendError, sendForbidden } from '../http/reply.js'
+import type { RequestAuth } from './identity-headers.js'
+import type { Pipeline, PipelineResult, Refusal } from './pipeline.js'
 
-/** What the auth hook decided, for the proxy (headers) and the request log. */
-export interface RequestAuth {
-  reason: string
-  kind: CredentialKind | null
-  prefix: string | null
-  principal: Principal | null
-  decision: PolicyDecision | null
-  credentialSource: CredentialSource | null
-}
+export type { RequestAuth }
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,16 +16,9 @@ export interface AuthHookOptions {
   onDecision?: (result: PipelineResult, seconds: number) => void
 }
 
-function refuse (reply: FastifyReply, result: Extract<PipelineResult, { pass: false }>): FastifyReply {
-  const { error } = result
-  reply.code(error.status).header('content-type', 'application/json; charset=utf-8')
-  if (error.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
-  if (result.retryAfter !== undefined) reply.header('retry-after', String(result.retryAfter))
-  if (result.requiredPermission !== undefined) {
-    reply.header(IdentityHeader.requiredPermission, result.requiredPermission)
-    return reply.send(forbiddenBody(result.requiredPermission))
-  }
-  return reply.send(error.body)
+function refuse (reply: FastifyReply, result: Refusal): FastifyReply {
+  if (result.requiredPermission !== undefined) return sendForbidden(reply, result.requiredPermission)
+  return sendError(reply, result.error, { retryAfter: result.retryAfter })
 }
 
 /**

@@ -24,7 +24,7 @@ export interface Policy {
   readonly upstreams: readonly string[]
 }
 
-/** DESIGN.md 2.7: first matching route (segment-aware prefix), then its first matching rule. */
+/** docs/DESIGN.md §2 step 7: first matching route (segment-aware prefix), then its first matching rule. */
 export function createPolicy (config: Pick<Config, 'routes' | 'defaultDeny'>, localPrefixes: readonly string[] = []): Policy {
   const routes: readonly Route[] = config.routes
   const open: PolicyDecision = { public: false, permission: null, deny: false, upstream: null, local: false }

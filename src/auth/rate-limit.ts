@@ -5,7 +5,7 @@ export interface FailureLimiter {
 }
 
 /**
- * Failed authentications per client address in fixed windows (DESIGN.md: 429
+ * Failed authentications per client address in fixed windows (docs/DESIGN.md §2.2 and §2 Errors: 429
  * rate_limited). In-process: each replica counts its own; bounded memory.
  * blocked() returns the seconds until the window ends, 0 when not blocked.
  */

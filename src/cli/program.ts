@@ -2,14 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError } from 'commander'
-import { createRoleTable } from '../auth/principal.js'
 import { ConfigError, loadConfig } from '../config/load.js'
 import type { Config } from '../config/schema.js'
-import { createCredentialService, type CreatedCredential, type PatView } from '../credentials/service.js'
+import { createCredentialService, type CreatedCredential, type CredentialService, type PatView } from '../management/service.js'
 import { createLogger } from '../logger.js'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../store/embedded.js'
 import { migrate } from '../store/migrate.js'
-import { openStore, type Store } from '../store/open.js'
+import { DatabaseConfigError, openStore, resolveDatabase, type Store } from '../store/open.js'
 
 /** A refusal: printed on stderr, exit code 1. */
 class UsageError extends Error {}
@@ -20,26 +18,26 @@ function config (): Config {
 
 /** Runs a management command against DATABASE_URL, or against the embedded database when none is set. */
 async function withStore<T> (fn: (store: Store, cfg: Config) => Promise<T>): Promise<T> {
-  let cfg = config()
-  let embedded: EmbeddedPostgres | null = null
-  if (cfg.database.url === null) {
-    if (process.env.NODE_ENV === 'production') throw new UsageError('DATABASE_URL is not set')
-    embedded = await startEmbeddedPostgres(cfg.database.dataDir)
-    cfg = { ...cfg, database: { ...cfg.database, url: embedded.url } }
-  }
-  const store = openStore(cfg)
+  let database
   try {
-    if (embedded !== null) await migrate(store.db.pool)
-    if (store.cache !== null) await store.cache.waitReady(2000)
+    database = await resolveDatabase(config(), process.env)
+  } catch (err) {
+    throw err instanceof DatabaseConfigError ? new UsageError('DATABASE_URL is not set') : err
+  }
+  const cfg = database.config
+  const store = openStore(cfg, { cli: true })
+  try {
+    if (database.embedded !== null) await migrate(store.db.pool)
+    await store.cache.waitReady(2000)
     return await fn(store, cfg)
   } finally {
     await store.close()
-    await embedded?.close()
+    await database.close()
   }
 }
 
-function service (store: Store, cfg: Config): ReturnType<typeof createCredentialService> {
-  return createCredentialService({ db: store.db, cache: store.cache, roles: createRoleTable(cfg.roles), config: cfg })
+function service (store: Store, cfg: Config): CredentialService {
+  return createCredentialService({ db: store.db, cache: store.cache, config: cfg })
 }
 
 function splitList (v: string | undefined): string[] | undefined {

@@ -31,15 +31,3 @@ export function parseCredential (value: string): ParsedCredential | null {
   if (!isLowerHex(value, CREDENTIAL_LENGTH - HEX_LENGTH)) return null
   return { kind, value, prefix: value.slice(0, PREFIX_LENGTH) }
 }
-
-/** The non-secret prefix of a string that looks like a credential, for logs; never more than 10 characters. */
-export function safePrefix (value: string): string | null {
-  return /^hg_(pat|key)_[0-9a-f]{3}/.test(value) ? value.slice(0, PREFIX_LENGTH) : null
-}
-
-const CREDENTIAL_LIKE = /hg_(pat|key)_[0-9A-Fa-f]{4,}/g
-
-/** Masks anything credential-shaped in free text (paths in logs, error messages). */
-export function maskCredentials (text: string): string {
-  return text.replace(CREDENTIAL_LIKE, m => m.slice(0, PREFIX_LENGTH) + '…')
-}

@@ -1,4 +1,4 @@
-import type { CredentialService, CreatedCredential } from '../credentials/service.js'
+import type { CredentialService, CreatedCredential } from '../management/service.js'
 import type { Db } from '../store/postgres.js'
 
 export const DEMO_ORG_SLUG = 'demo'

@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { FastCounter, FastHistogram, LabelTree } from './fast-metrics.js'
 
-/** DESIGN.md 5: `hg_` prefix, base units, `_total` counters; no label ever holds a token, a path or a user id. */
+/** docs/DESIGN.md §5: `hg_` prefix, base units, `_total` counters; no label ever holds a token, a path or a user id. */
 export interface Metrics {
   registry: Registry
   authDecision(type: string, result: 'allow' | 'deny', reason: string, seconds: number): void

@@ -1,17 +1,9 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { internalFastifyOptions } from '../http/options.js'
+import { errorHandler, sendError } from '../http/reply.js'
+import { HG_ERR_NOT_FOUND } from '../errors.js'
 import type { Logger } from '../logger.js'
-
-export interface HealthReport {
-  postgres: 'ok' | 'down'
-  migrated: boolean
-  redis: 'ok' | 'degraded' | 'disabled'
-}
-
-export interface Health {
-  /** Set on SIGTERM: readiness answers 503 from then on. */
-  shuttingDown: boolean
-  check(): Promise<HealthReport>
-}
+import type { Health } from './health.js'
 
 export interface OpsOptions {
   log: Logger
@@ -20,9 +12,11 @@ export interface OpsOptions {
   metrics?: () => Promise<{ contentType: string, body: string }>
 }
 
-/** The ops listener (DESIGN.md 5): liveness, readiness, metrics. No auth hook lives here. */
+/** The ops listener (docs/DESIGN.md §5): liveness, readiness, metrics. No auth hook lives here. */
 export function buildOpsApp (opts: OpsOptions): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
+  const app: FastifyInstance = Fastify(internalFastifyOptions(opts.log))
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((_req, reply) => sendError(reply, HG_ERR_NOT_FOUND))
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 

@@ -2,8 +2,9 @@ import type { IncomingHttpHeaders } from 'node:http'
 import httpProxy from '@fastify/http-proxy'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { IdentityHeader, setIdentityHeaders } from '../auth/identity-headers.js'
+import { IdentityHeader, upstreamHeaders, type HeaderSet, type UpstreamContext } from '../auth/identity-headers.js'
 import { HG_ERR_NOT_FOUND, HG_ERR_UPSTREAM_REFUSED, HG_ERR_UPSTREAM_TIMEOUT, type ErrorDef } from '../errors.js'
+import { sendError } from '../http/reply.js'
 
 export interface ProxyOptions {
   /** Default upstream origin (UPSTREAM_URL). */
@@ -20,6 +21,9 @@ const TIMEOUT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 ])
 
+/** Inbound headers a WebSocket upgrade carries on; the credential headers go through the same rules as HTTP. */
+const WS_END_TO_END = ['cookie', 'user-agent', 'origin', 'accept-language', 'x-api-key', 'authorization'] as const
+
 function upstreamError (err: unknown): ErrorDef {
   const code = (err as { code?: string }).code ?? ''
   const cause = (err as { cause?: { code?: string } }).cause?.code ?? ''
@@ -35,33 +39,27 @@ function forwardedFor (request: FastifyRequest, trustProxy: boolean): string {
 }
 
 /**
- * The catch-all proxy route (DESIGN.md 2.8). Authentication already ran in the
+ * The catch-all proxy route (docs/DESIGN.md §2 step 8). Authentication already ran in the
  * auth plugin's onRequest hook; this only rewrites headers and streams.
  */
 export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance, opts) {
   const started = Symbol('upstreamStart')
   type Timed = FastifyRequest & { [started]?: number }
 
+  function context (request: FastifyRequest): UpstreamContext {
+    return {
+      auth: request.hg,
+      forwardedFor: forwardedFor(request, opts.trustProxy),
+      proto: request.protocol,
+      host: request.headers.host,
+      requestId: request.id,
+      stripCredentialHeader: opts.stripCredentialHeader
+    }
+  }
+
   function rewriteRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    const hg = request.hg
-    if (opts.stripCredentialHeader && hg?.credentialSource != null && hg.reason !== 'passthrough') {
-      delete headers[hg.credentialSource]
-    }
-    if (hg?.credentialSource === null || hg === null) {
-      // Public routes: a credential the client sent anyway is not the upstream's business either.
-      delete headers['x-api-key']
-      const auth = headers.authorization
-      if (typeof auth === 'string' && /^bearer\s+hg_/i.test(auth)) delete headers.authorization
-    }
-    if (hg?.principal != null) setIdentityHeaders(headers, hg.principal)
-    headers['x-forwarded-for'] = forwardedFor(request, opts.trustProxy)
-    headers['x-forwarded-proto'] = request.protocol
-    const host = request.headers.host
-    if (host !== undefined) headers['x-forwarded-host'] = host
-    else delete headers['x-forwarded-host']
-    headers['x-request-id'] = request.id
     ;(request as Timed)[started] = performance.now()
-    return headers
+    return upstreamHeaders(headers, context(request)) as IncomingHttpHeaders
   }
 
   function rewriteHeaders (headers: Record<string, unknown>, request: FastifyRequest): Record<string, unknown> {
@@ -72,24 +70,21 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
 
   function onError (reply: FastifyReply, { error }: { error: unknown }): void {
     const def = upstreamError(error)
-    reply.request.log.warn({ err: { code: (error as { code?: string }).code } }, 'upstream failed')
-    reply.code(def.status).header('content-type', 'application/json; charset=utf-8').send(def.body)
+    reply.request.log.warn({ err: error }, 'upstream failed')
+    sendError(reply, def)
   }
 
-  /** WebSocket upgrades (DESIGN.md 2.8): authenticated by the same onRequest hook; the upstream gets the same identity. */
+  /**
+   * WebSocket upgrades (docs/DESIGN.md §2 step 8): authenticated by the same onRequest
+   * hook, the same header set. The WebSocket client writes its own handshake
+   * headers, so only end-to-end ones are taken from the inbound request.
+   */
   function wsHeaders (_base: Record<string, string>, request: FastifyRequest): Record<string, string> {
-    const headers: Record<string, string | string[] | undefined> = {}
-    for (const k of ['cookie', 'user-agent', 'origin', 'accept-language']) {
+    const headers: HeaderSet = {}
+    for (const k of WS_END_TO_END) {
       if (request.headers[k] !== undefined) headers[k] = request.headers[k]
     }
-    const hg = request.hg
-    if (hg?.reason === 'passthrough' && hg.credentialSource !== null) headers[hg.credentialSource] = request.headers[hg.credentialSource]
-    if (hg?.principal != null) setIdentityHeaders(headers, hg.principal)
-    headers['x-forwarded-for'] = forwardedFor(request, opts.trustProxy)
-    headers['x-forwarded-proto'] = request.protocol
-    if (request.headers.host !== undefined) headers['x-forwarded-host'] = request.headers.host
-    headers['x-request-id'] = request.id
-    return headers as Record<string, string>
+    return upstreamHeaders(headers, context(request)) as Record<string, string>
   }
 
   await app.register(httpProxy as unknown as FastifyPluginAsync<Record<string, unknown>>, {
@@ -115,7 +110,7 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
     handler: (request: FastifyRequest, reply: FastifyReply, _dest: string, options: Parameters<FastifyReply['from']>[1]) => {
       // Self-service paths the sidecar has no route for are still never forwarded.
       if (request.hg?.decision?.local === true) {
-        return reply.code(404).header('content-type', 'application/json; charset=utf-8').send(HG_ERR_NOT_FOUND.body)
+        return sendError(reply, HG_ERR_NOT_FOUND)
       }
       return reply.from(request.raw.url, options)
     },

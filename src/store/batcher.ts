@@ -4,7 +4,7 @@
  * `maxInFlight` batches are already out, new callers keep joining the next one,
  * which is sent as soon as one of them returns. A caller never joins a query
  * already sent, so every answer was read after the request asked for it
- * (DESIGN.md 2.5); under load, batches grow instead of round trips multiplying.
+ * (docs/DESIGN.md §2 step 5); under load, batches grow instead of round trips multiplying.
  */
 export interface Batcher<K, V> {
   load(key: K): Promise<V | undefined>

@@ -51,7 +51,7 @@ export function expiresIsoSql (column: string): string {
 type PatStateRow = [id: string, secretHash: string, userId: string, orgId: string, prefix: string, permissions: string[] | null,
   expiresAt: string | null, revoked: boolean, expired: boolean, userStatus: string | null, role: string | null]
 
-/** The fresh state of several PATs in one indexed query (DESIGN.md 2.5); rows as arrays (the hot path). */
+/** The fresh state of several PATs in one indexed query (docs/DESIGN.md §2 step 5); rows as arrays (the hot path). */
 export async function patStates (db: Db, ids: readonly string[]): Promise<Map<string, PatState>> {
   const rows = await db.queryArrays<PatStateRow>('hg_pat_states', `
     SELECT t.id, t.secret_hash, t.user_id, t.org_id, t.prefix, t.permissions, ${expiresIsoSql('t.expires_at')},

@@ -1,6 +1,6 @@
 import Fastify from 'fastify'
 import t from 'tap'
-import { errorHandler } from '../../src/app.js'
+import { errorHandler } from '../../src/http/reply.js'
 import type { Pipeline, PipelineResult } from '../../src/auth/pipeline.js'
 import { registerAuthHook } from '../../src/auth/plugin.js'
 import { HG_ERR_AUTH_INVALID } from '../../src/errors.js'

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { createMemo, hmacSha256 } from '../../src/auth/memo.js'
 
-// The memo key is HMAC-SHA256 (DESIGN.md 2.4), computed from two one-shot hashes
+// The memo key is HMAC-SHA256 (docs/DESIGN.md §2 step 4), computed from two one-shot hashes
 // instead of a Hmac object per request: it must be exactly what createHmac gives.
 const key7bit = fc.uint8Array({ minLength: 64, maxLength: 64, max: 0x7f })
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { maskCredentials, parseCredential } from '../../src/credentials/format.js'
+import { parseCredential } from '../../src/credentials/format.js'
+import { maskCredentials } from '../../src/mask.js'
 import { generateCredential } from '../../src/credentials/mint.js'
 
 t.test('parses both kinds and nothing else', async t => {

@@ -4,10 +4,9 @@ import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
 import pg from 'pg'
 import { createSidecar, type Sidecar } from '../../src/app.js'
-import { createRoleTable } from '../../src/auth/principal.js'
 import { loadConfig, type DeepPartial } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
-import { createCredentialService, type CreatePatInput, type CreatedCredential, type CredentialService } from '../../src/credentials/service.js'
+import { type CreatePatInput, type CreatedCredential, type CredentialService } from '../../src/management/service.js'
 import { createLogger } from '../../src/logger.js'
 import { migrate } from '../../src/store/migrate.js'
 import { request, startUpstream, type RequestOptions, type Response, type Upstream } from './http.js'
@@ -169,7 +168,7 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
     t.teardown(() => sql.end())
     await migrate(sql)
   }
-  const service = createCredentialService({ db: sidecar.db, cache: sidecar.cache, roles: createRoleTable(config.roles), config })
+  const service = sidecar.service
 
   const stack: Stack = {
     config,

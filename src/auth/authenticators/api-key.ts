@@ -11,7 +11,7 @@ export interface ApiKeyAuthenticatorDeps {
   roles: RoleTable
 }
 
-/** DESIGN.md 2.4 for API keys: SHA-256, one fresh indexed lookup, no bcrypt. */
+/** docs/DESIGN.md §2 step 4 for API keys: SHA-256, one fresh indexed lookup, no bcrypt. */
 export function createApiKeyAuthenticator (deps: ApiKeyAuthenticatorDeps): (cred: ParsedCredential) => Promise<AuthResult> {
   return async function authenticateApiKey (cred) {
     // One-shot digest straight to hex (the batch key): no Hash object, no Buffer.

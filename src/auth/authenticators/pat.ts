@@ -22,7 +22,7 @@ export interface PatAuthenticatorDeps {
 type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret
 
 /**
- * DESIGN.md 2.4-2.6 for personal access tokens. Throws only the store's and
+ * docs/DESIGN.md §2 steps 4-6 for personal access tokens. Throws only the store's and
  * the bcrypt pool's errors (503s, and HG_ERR_CLIENT_GONE when the requester
  * left while its compare waited); every other outcome is a result.
  */

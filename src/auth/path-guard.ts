@@ -5,7 +5,7 @@ export type PathCheck =
 const HEX = /^[0-9a-fA-F]{2}$/
 
 /**
- * DESIGN.md 2.1: reject request targets the upstream could read differently
+ * docs/DESIGN.md §2 step 1: reject request targets the upstream could read differently
  * from the policy. Returns the decoded path the policy matches on; the
  * upstream receives the raw target unchanged, which after these checks
  * decodes to the same path.

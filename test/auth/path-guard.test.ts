@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { checkPath } from '../../src/proxy/path-guard.js'
+import { checkPath } from '../../src/auth/path-guard.js'
 
 t.test('table: what passes and what is refused', async t => {
   const ok: Array<[string, string]> = [

@@ -1,10 +1,10 @@
-import type { RoleTable } from '../auth/principal.js'
+import { createRoleTable, type RoleTable } from '../auth/principal.js'
 import type { Config } from '../config/schema.js'
 import { hgError, HG_ERR_MGMT_INVALID, HG_ERR_MGMT_NOT_FOUND } from '../errors.js'
 import type { Db } from '../store/postgres.js'
 import type { PrefixCache } from '../store/prefix-cache.js'
 import * as q from '../store/queries.js'
-import { generateCredential, hashPat, sha256 } from './mint.js'
+import { generateCredential, hashPat, sha256 } from '../credentials/mint.js'
 
 export interface ExpiryInput {
   expiresAt?: string | Date | null
@@ -21,7 +21,7 @@ export interface CreatePatInput extends ExpiryInput {
   permissions?: string[] | null
 }
 
-/** The CLI's and the admin API's JSON object (DESIGN.md 5). */
+/** The CLI's and the admin API's JSON object (docs/DESIGN.md §5). */
 export interface CreatedCredential {
   id: string
   token: string
@@ -105,6 +105,10 @@ export function normalizePermissions (perms: string[] | null | undefined, roles:
   return list
 }
 
+function article (noun: string): string {
+  return `${/^[aeiou]/i.test(noun) ? 'an' : 'a'} ${noun}`
+}
+
 function iso (d: Date | null): string | null {
   return d === null ? null : d.toISOString()
 }
@@ -166,8 +170,8 @@ export function apiKeyView (r: q.ApiKeyRecord): ApiKeyView {
   }
 }
 
-/** Roles that may create API keys (DESIGN.md 1: the creator's role bounds the key's). */
-export const KEY_CREATOR_ROLES: ReadonlySet<string> = new Set(['admin', 'owner'])
+/** The permission a creator needs for an API key (docs/DESIGN.md §1: the creator's role bounds the key's). */
+export const KEY_CREATOR_PERMISSION = 'api-keys:manage'
 
 export interface CredentialService {
   createPat(input: CreatePatInput): Promise<CreatedCredential>
@@ -183,13 +187,16 @@ export interface CredentialService {
 export interface CredentialServiceDeps {
   db: Db
   cache: PrefixCache | null
-  roles: RoleTable
-  config: Pick<Config, 'tokens' | 'auth'>
+  config: Pick<Config, 'tokens' | 'auth' | 'roles'>
+  /** The sidecar's own table; built from config.roles when absent (the CLI). */
+  roles?: RoleTable
 }
 
 /** Minting, listing and revoking: shared by the CLI, the admin API and the self-service API. */
 export function createCredentialService (deps: CredentialServiceDeps): CredentialService {
-  const { db, roles, config } = deps
+  const { db, config } = deps
+  const roles = deps.roles ?? createRoleTable(config.roles)
+  const creators = roles.order.filter(r => roles.permissionsOf(r).has(KEY_CREATOR_PERMISSION))
 
   async function invalidate (prefix: string): Promise<void> {
     await deps.cache?.invalidate(prefix)
@@ -247,8 +254,8 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       if (m.userStatus === null) throw invalid('no such user (created-by)')
       if (m.userStatus !== 'active') throw invalid(`the creator is ${m.userStatus}, not active`)
       if (m.role === null) throw invalid('the creator is not a member of that org')
-      if (!KEY_CREATOR_ROLES.has(m.role)) throw invalid(`only an admin or owner of the org can create API keys; the creator is ${m.role}`)
-      if (roles.rank(input.role) > roles.rank(m.role)) throw invalid(`${/^[aeiou]/.test(m.role) ? 'an' : 'a'} ${m.role} cannot create a key with the higher role ${input.role}`)
+      if (!roles.permissionsOf(m.role).has(KEY_CREATOR_PERMISSION)) throw invalid(`only ${article(creators.join(' or '))} of the org can create API keys (roles with ${KEY_CREATOR_PERMISSION}); the creator is ${m.role}`)
+      if (roles.rank(input.role) > roles.rank(m.role)) throw invalid(`${article(m.role)} cannot create a key with the higher role ${input.role}`)
       const { token, prefix } = generateCredential('api_key')
       const rec = await q.insertApiKey(db, { orgId, createdBy, name, prefix, sha256: sha256(token), role: input.role, permissions, expiresAt })
       return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, role: rec.role, warnings }

@@ -1,0 +1,85 @@
+import type { Config } from '../config/schema.js'
+import type { Db } from '../store/postgres.js'
+import type { PrefixCache } from '../store/prefix-cache.js'
+import type { Logger } from '../logger.js'
+import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from '../store/queries.js'
+import { createBatcher } from '../store/batcher.js'
+import { createApiKeyAuthenticator } from './authenticators/api-key.js'
+import { createPatAuthenticator } from './authenticators/pat.js'
+import { createBcryptPool, type BcryptPool } from './bcrypt-pool.js'
+import { createLastUsedRecorder, type LastUsedRecorder } from './last-used.js'
+import { createMemo, type Memo } from './memo.js'
+import { createPipeline, type Pipeline } from './pipeline.js'
+import { createPolicy } from './policy.js'
+import { createRoleTable, type RoleTable } from './principal.js'
+import { createFailureLimiter } from './rate-limit.js'
+
+export interface Auth {
+  pipeline: Pipeline
+  memo: Memo
+  bcrypt: BcryptPool
+  roles: RoleTable
+  lastUsed: LastUsedRecorder
+}
+
+export interface AuthDeps {
+  log: Logger
+  db: Db
+  cache: PrefixCache
+  /** Paths the sidecar answers itself (self-service): authenticated, never forwarded. */
+  localPrefixes: readonly string[]
+  /** Metrics hooks (ops/metrics.ts fits this shape). */
+  observe?: {
+    memo(result: 'hit' | 'miss' | 'stale'): void
+    bcrypt(seconds: number): void
+    bcryptRejected(): void
+    lastUsedWrites(kind: string, count: number): void
+  }
+}
+
+/** The access pipeline and its parts, built from the config (docs/DESIGN.md §2). */
+export function createAuth (config: Config, deps: AuthDeps): Auth {
+  const { db, cache, observe } = deps
+  const memo = createMemo({
+    ttlSeconds: config.auth.memoTtlSeconds,
+    maxEntries: config.auth.memoMaxEntries,
+    negativeTtlSeconds: config.auth.negativeMemoTtlSeconds,
+    negativeMaxEntries: config.auth.negativeMemoMaxEntries
+  })
+  const bcrypt = createBcryptPool({ concurrency: config.auth.bcryptConcurrency, queueSize: config.auth.bcryptQueueSize })
+  if (observe !== undefined) {
+    bcrypt.onCompare(observe.bcrypt)
+    bcrypt.onReject(observe.bcryptRejected)
+  }
+  const roles = createRoleTable(config.roles)
+  const inFlight = { maxInFlight: config.database.stateQueriesInFlight }
+  const pipeline = createPipeline({
+    policy: createPolicy(config, deps.localPrefixes),
+    limiter: createFailureLimiter(config.auth.rateLimit),
+    apiKeys: config.auth.apiKeys,
+    authenticatePat: createPatAuthenticator({
+      memo,
+      bcrypt,
+      cache,
+      roles,
+      loadCandidates: prefix => patCandidates(db, prefix),
+      states: createBatcher(ids => patStates(db, ids), inFlight),
+      onMemo: observe?.memo
+    }),
+    authenticateApiKey: createApiKeyAuthenticator({
+      roles,
+      states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), inFlight)
+    })
+  })
+  // docs/DESIGN.md §2 step 9: off the request path, coalesced, batched.
+  const lastUsed = createLastUsedRecorder({
+    flushIntervalMs: config.auth.lastUsed.flushIntervalMs,
+    minIntervalMs: config.auth.lastUsed.minIntervalSeconds * 1000,
+    write: async (kind, ids, at) => {
+      await (kind === 'pat' ? touchPats(db, ids, at) : touchApiKeys(db, ids, at))
+      observe?.lastUsedWrites(kind, ids.length)
+    },
+    onError: err => deps.log.warn({ err }, 'last_used_at write failed')
+  })
+  return { pipeline, memo, bcrypt, roles, lastUsed }
+}

@@ -1,0 +1,61 @@
+import underPressure from '@fastify/under-pressure'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { registerSelfService } from '../api/self-service.js'
+import { registerAuthHook, type AuthHookOptions } from '../auth/plugin.js'
+import type { Pipeline } from '../auth/pipeline.js'
+import type { Config } from '../config/schema.js'
+import { HG_ERR_NOT_FOUND, HG_ERR_OVERLOADED, RETRY_AFTER_SECONDS } from '../errors.js'
+import { fastifyOptions } from '../http/options.js'
+import { errorHandler, sendError } from '../http/reply.js'
+import type { Logger } from '../logger.js'
+import type { CredentialService } from '../management/service.js'
+import { registerRequestLog } from '../ops/request-log.js'
+import proxyPlugin from './plugin.js'
+
+export interface ProxyAppOptions {
+  config: Config
+  log: Logger
+  pipeline: Pipeline
+  service: CredentialService
+  onDecision: AuthHookOptions['onDecision']
+  onOverload: () => void
+  onUpstreamResponse: (statusCode: number, seconds: number) => void
+}
+
+/** The proxy port (docs/DESIGN.md §2): overload shedding, the auth hook, self-service, the request log, the proxy. */
+export async function buildProxyApp (opts: ProxyAppOptions): Promise<FastifyInstance> {
+  const { config } = opts
+  const app: FastifyInstance = Fastify(fastifyOptions(config, opts.log))
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((_req, reply) => sendError(reply, HG_ERR_NOT_FOUND))
+  app.removeAllContentTypeParsers()
+  // Bodies are never buffered: the raw stream goes to the upstream as it arrives.
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+  const o = config.server.overload
+  if (o.maxEventLoopDelayMs > 0 || o.maxEventLoopUtilization > 0 || o.maxHeapUsedBytes > 0 || o.maxRssBytes > 0) {
+    await app.register(underPressure, {
+      maxEventLoopDelay: o.maxEventLoopDelayMs,
+      maxEventLoopUtilization: o.maxEventLoopUtilization,
+      maxHeapUsedBytes: o.maxHeapUsedBytes,
+      maxRssBytes: o.maxRssBytes,
+      retryAfter: RETRY_AFTER_SECONDS,
+      pressureHandler: (_req, reply) => {
+        opts.onOverload()
+        sendError(reply, HG_ERR_OVERLOADED)
+      }
+    })
+  }
+  registerAuthHook(app, { pipeline: opts.pipeline, onDecision: opts.onDecision })
+  registerSelfService(app, { service: opts.service })
+  registerRequestLog(app, opts.log)
+  if (config.upstream.url === null) throw new Error('buildProxyApp needs upstream.url (the demo upstream is resolved by the server)')
+  await app.register(proxyPlugin, {
+    upstream: config.upstream.url,
+    timeoutMs: config.upstream.timeoutMs,
+    connections: config.upstream.connections,
+    stripCredentialHeader: config.auth.stripCredentialHeader,
+    trustProxy: config.server.trustProxy,
+    onUpstreamResponse: opts.onUpstreamResponse
+  })
+  return app
+}
