@@ -76,6 +76,13 @@ function envValue (name: EnvKey, raw: string): Json {
     if (['0', 'false', 'no', 'off'].includes(v)) return false
     throw new ConfigError(`${name}: expected true or false, got ${JSON.stringify(raw.slice(0, 40))}`)
   }
+  if (type === 'list') return raw.split(',').map(v => v.trim().toLowerCase()).filter(v => v !== '')
+  if (type === 'trust') {
+    const v = raw.trim().toLowerCase()
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true
+    if (['0', 'false', 'no', 'off'].includes(v)) return false
+    return /^\d+$/.test(v) ? Number(v) : raw.trim()
+  }
   return raw
 }
 

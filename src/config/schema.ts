@@ -33,7 +33,11 @@ export const ConfigSchema = Type.Object({
     opsPort: Port,
     adminHost: Type.String({ minLength: 1 }),
     adminPort: Port,
-    trustProxy: Type.Boolean(),
+    /**
+     * Proxies in front whose X-Forwarded-For is believed (docs/DESIGN.md §2.1):
+     * false, a hop count (true = 1), or addresses/CIDRs, comma-separated.
+     */
+    trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 16 }), Type.String({ pattern: '^[0-9A-Fa-f.:/]+(\\s*,\\s*[0-9A-Fa-f.:/]+)*$' })]),
     shutdownGraceMs: NonNegativeInt,
     overload: Type.Object({
       maxEventLoopDelayMs: NonNegativeInt,
@@ -45,7 +49,9 @@ export const ConfigSchema = Type.Object({
   upstream: Type.Object({
     url: Type.Union([HttpUrl, Type.Null()]),
     timeoutMs: PositiveInt,
-    connections: PositiveInt
+    connections: PositiveInt,
+    /** Headers of the stripped re-targeting/hop-by-hop lists that this upstream needs (lower case). */
+    allowHeaders: Type.Array(Type.String({ pattern: '^[a-z0-9-]+$' }), { uniqueItems: true })
   }, { additionalProperties: false }),
   database: Type.Object({
     url: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
@@ -106,10 +112,11 @@ export const ENV_KEYS = {
   OPS_PORT: { key: 'server.opsPort', type: 'int' },
   ADMIN_PORT: { key: 'server.adminPort', type: 'int' },
   ADMIN_HOST: { key: 'server.adminHost', type: 'string' },
-  TRUST_PROXY: { key: 'server.trustProxy', type: 'bool' },
+  TRUST_PROXY: { key: 'server.trustProxy', type: 'trust' },
   SHUTDOWN_GRACE_MS: { key: 'server.shutdownGraceMs', type: 'int' },
   UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
   UPSTREAM_TIMEOUT_MS: { key: 'upstream.timeoutMs', type: 'int' },
+  UPSTREAM_ALLOW_HEADERS: { key: 'upstream.allowHeaders', type: 'list' },
   DATABASE_URL: { key: 'database.url', type: 'string' },
   DATA_DIR: { key: 'database.dataDir', type: 'string' },
   DB_POOL_SIZE: { key: 'database.poolSize', type: 'int' },
@@ -122,3 +129,16 @@ export const ENV_KEYS = {
 } as const
 
 export type EnvKey = keyof typeof ENV_KEYS
+
+/**
+ * fastify's trustProxy for the configured value. `true` means the one proxy in
+ * front, never "believe anything". A hop count trusts the nearest N addresses
+ * whatever they are, so it fits only a sidecar no client reaches but through
+ * the proxy; addresses/CIDRs also check who the peer is.
+ */
+export function trustProxyOption (value: Config['server']['trustProxy']): string | ((addr: string, hop: number) => boolean) | false {
+  const hops = value === true ? 1 : value
+  if (hops === false || hops === 0) return false
+  if (typeof hops === 'number') return (_addr, hop) => hop < hops
+  return hops
+}

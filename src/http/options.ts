@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions } from 'fastify'
 import { saneRequestId } from './request-id.js'
-import type { Config } from '../config/schema.js'
+import { trustProxyOption, type Config } from '../config/schema.js'
 import { lazyChildLogger, type Logger } from '../logger.js'
 import { clientErrorHandler, frameworkErrorHandler } from './reply.js'
 
@@ -14,7 +14,7 @@ export function fastifyOptions (config: Config, log: Logger): Options {
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger as unknown as NonNullable<Options['childLoggerFactory']>,
-    trustProxy: config.server.trustProxy,
+    trustProxy: trustProxyOption(config.server.trustProxy),
     genReqId: req => saneRequestId(req.headers['x-request-id']) ?? randomUUID(),
     return503OnClosing: true,
     frameworkErrors: frameworkErrorHandler,

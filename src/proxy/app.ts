@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { registerSelfService } from '../api/self-service.js'
 import { registerAuthHook, type AuthHookOptions } from '../auth/plugin.js'
 import type { Pipeline } from '../auth/pipeline.js'
-import type { Config } from '../config/schema.js'
+import { trustProxyOption, type Config } from '../config/schema.js'
 import { HG_ERR_NOT_FOUND, HG_ERR_OVERLOADED, RETRY_AFTER_SECONDS } from '../errors.js'
 import { fastifyOptions } from '../http/options.js'
 import { errorHandler, sendError } from '../http/reply.js'
@@ -54,7 +54,8 @@ export async function buildProxyApp (opts: ProxyAppOptions): Promise<FastifyInst
     timeoutMs: config.upstream.timeoutMs,
     connections: config.upstream.connections,
     stripCredentialHeader: config.auth.stripCredentialHeader,
-    trustProxy: config.server.trustProxy,
+    trustProxy: trustProxyOption(config.server.trustProxy) !== false,
+    allowHeaders: config.upstream.allowHeaders,
     onUpstreamResponse: opts.onUpstreamResponse
   })
   return app

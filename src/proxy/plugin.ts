@@ -12,7 +12,10 @@ export interface ProxyOptions {
   timeoutMs: number
   connections: number
   stripCredentialHeader: boolean
+  /** Whether X-Forwarded-For from trusted proxies is kept (fastify's trustProxy decides which). */
   trustProxy: boolean
+  /** Stripped headers this upstream needs after all. */
+  allowHeaders?: readonly string[]
   onUpstreamResponse?: (statusCode: number, seconds: number) => void
 }
 
@@ -30,12 +33,15 @@ function upstreamError (err: unknown): ErrorDef {
   return TIMEOUT_CODES.has(code) || TIMEOUT_CODES.has(cause) ? HG_ERR_UPSTREAM_TIMEOUT : HG_ERR_UPSTREAM_REFUSED
 }
 
+/**
+ * The rebuilt X-Forwarded-For (docs/DESIGN.md §2.1): the socket address, and with
+ * trusted proxies the chain they vouch for, up to the first untrusted address
+ * (fastify's request.ips, nearest first). What an untrusted client wrote is dropped.
+ */
 function forwardedFor (request: FastifyRequest, trustProxy: boolean): string {
-  const socketAddr = request.raw.socket.remoteAddress ?? ''
-  const inbound = request.headers['x-forwarded-for']
-  // An untrusted client's X-Forwarded-For is dropped, not extended: upstreams must not log a forged chain.
-  if (trustProxy && typeof inbound === 'string' && inbound !== '') return `${inbound}, ${socketAddr}`
-  return socketAddr
+  const ips = trustProxy ? request.ips : undefined
+  if (ips === undefined || ips.length < 2) return request.raw.socket.remoteAddress ?? ''
+  return [...ips].reverse().join(', ')
 }
 
 /**
@@ -46,6 +52,8 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
   const started = Symbol('upstreamStart')
   type Timed = FastifyRequest & { [started]?: number }
 
+  const allow: ReadonlySet<string> = new Set(opts.allowHeaders ?? [])
+
   function context (request: FastifyRequest): UpstreamContext {
     return {
       auth: request.hg,
@@ -53,7 +61,8 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
       proto: request.protocol,
       host: request.headers.host,
       requestId: request.id,
-      stripCredentialHeader: opts.stripCredentialHeader
+      stripCredentialHeader: opts.stripCredentialHeader,
+      allow
     }
   }
 
