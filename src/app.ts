@@ -21,7 +21,8 @@ import { registerSelfService, SELF_SERVICE_PREFIXES } from './api/self-service.j
 import { createLastUsedRecorder, type LastUsedRecorder } from './auth/last-used.js'
 import { createCredentialService, type CredentialService } from './credentials/service.js'
 import { createMetrics, type Metrics } from './ops/metrics.js'
-import { buildOpsApp, type Health } from './ops/server.js'
+import { buildOpsApp, readiness, type Health } from './ops/server.js'
+import { createUpstreamCheck } from './ops/upstream-check.js'
 import proxyPlugin from './proxy/plugin.js'
 import { createBatcher } from './store/batcher.js'
 import { LATEST_VERSION, migrate, schemaVersion } from './store/migrate.js'
@@ -130,8 +131,19 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   const metrics = createMetrics({
     bcryptQueue: () => bcrypt.queued,
     bcryptActive: () => bcrypt.active,
+    bcryptConcurrency: () => bcrypt.concurrency,
     dbPool: () => db.stats(),
-    memoSize: () => memo.size
+    memoSize: () => memo.size,
+    async readiness () {
+      const r = await readiness(health)
+      const dependencies: Record<string, boolean> = {}
+      if (r.report !== null) {
+        dependencies.postgres = r.report.postgres === 'ok'
+        if (r.report.redis !== 'disabled') dependencies.redis = r.report.redis === 'ok'
+        if (r.report.upstream !== undefined) dependencies.upstream = r.report.upstream === 'ok'
+      }
+      return { ready: r.ready, dependencies }
+    }
   })
   db.onQuery(metrics.dbQuery)
   cache.onResult(metrics.prefixCache)
@@ -167,17 +179,21 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     })
   })
 
+  // Issue 20: with the upstream check on, a pod is not Ready before its app listens.
+  const upstreamCheck = config.upstream.readinessCheck ? createUpstreamCheck({ url: upstreamUrl }) : null
   const health: Health = {
     shuttingDown: false,
     async check () {
-      const [version, pgOk] = await Promise.all([
+      const [version, pgOk, upstream] = await Promise.all([
         schemaVersion(db.pool).catch(() => -1),
-        db.ping()
+        db.ping(),
+        upstreamCheck?.status()
       ])
       return {
         postgres: pgOk && version >= 0 ? 'ok' : 'down',
         migrated: version >= LATEST_VERSION,
-        redis: cache.status()
+        redis: cache.status(),
+        ...(upstream === undefined ? {} : { upstream })
       }
     }
   }
@@ -238,7 +254,8 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     connections: config.upstream.connections,
     stripCredentialHeader: config.auth.stripCredentialHeader,
     trustProxy: config.server.trustProxy,
-    onUpstreamResponse: metrics.upstream
+    onUpstreamResponse: metrics.upstream,
+    onUpstreamError: metrics.upstreamError
   })
 
   const ops = buildOpsApp({ log, health, metrics: metrics.render })

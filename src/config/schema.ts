@@ -45,7 +45,8 @@ export const ConfigSchema = Type.Object({
   upstream: Type.Object({
     url: Type.Union([HttpUrl, Type.Null()]),
     timeoutMs: PositiveInt,
-    connections: PositiveInt
+    connections: PositiveInt,
+    readinessCheck: Type.Boolean()
   }, { additionalProperties: false }),
   database: Type.Object({
     url: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
@@ -110,6 +111,7 @@ export const ENV_KEYS = {
   SHUTDOWN_GRACE_MS: { key: 'server.shutdownGraceMs', type: 'int' },
   UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
   UPSTREAM_TIMEOUT_MS: { key: 'upstream.timeoutMs', type: 'int' },
+  UPSTREAM_READINESS_CHECK: { key: 'upstream.readinessCheck', type: 'bool' },
   DATABASE_URL: { key: 'database.url', type: 'string' },
   DATA_DIR: { key: 'database.dataDir', type: 'string' },
   DB_POOL_SIZE: { key: 'database.poolSize', type: 'int' },
@@ -118,7 +120,8 @@ export const ENV_KEYS = {
   REDIS_KEY_PREFIX: { key: 'redis.keyPrefix', type: 'string' },
   ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
   LOG_LEVEL: { key: 'logLevel', type: 'string' },
-  BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' }
+  BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' },
+  BCRYPT_CONCURRENCY: { key: 'auth.bcryptConcurrency', type: 'int' }
 } as const
 
 export type EnvKey = keyof typeof ENV_KEYS

@@ -5,6 +5,8 @@ export interface HealthReport {
   postgres: 'ok' | 'down'
   migrated: boolean
   redis: 'ok' | 'degraded' | 'disabled'
+  /** Present only when upstream.readinessCheck is on. */
+  upstream?: 'ok' | 'down'
 }
 
 export interface Health {
@@ -20,6 +22,28 @@ export interface OpsOptions {
   metrics?: () => Promise<{ contentType: string, body: string }>
 }
 
+export interface ReadinessAnswer {
+  ready: boolean
+  body: Record<string, string>
+  report: HealthReport | null
+}
+
+/** What /readyz answers: 503 while shutting down, without PostgreSQL, unmigrated, or with the checked upstream down. */
+export async function readiness (health: Health): Promise<ReadinessAnswer> {
+  if (health.shuttingDown) {
+    return { ready: false, body: { status: 'unavailable', postgres: 'ok', redis: 'ok', reason: 'shutting down' }, report: null }
+  }
+  const h = await health.check()
+  const pgReady = h.postgres === 'ok' && h.migrated
+  const ready = pgReady && h.upstream !== 'down'
+  const status = !ready ? 'unavailable' : h.redis === 'degraded' ? 'degraded' : 'ok'
+  const body: Record<string, string> = { status, postgres: h.postgres, redis: h.redis }
+  if (h.upstream !== undefined) body.upstream = h.upstream
+  if (h.postgres === 'ok' && !h.migrated) body.reason = 'migrations not applied'
+  else if (pgReady && h.upstream === 'down') body.reason = 'upstream not reachable'
+  return { ready, body, report: h }
+}
+
 /** The ops listener (DESIGN.md 5): liveness, readiness, metrics. No auth hook lives here. */
 export function buildOpsApp (opts: OpsOptions): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
@@ -27,15 +51,8 @@ export function buildOpsApp (opts: OpsOptions): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/readyz', async (_req, reply) => {
-    if (opts.health.shuttingDown) {
-      return reply.code(503).send({ status: 'unavailable', postgres: 'ok', redis: 'ok', reason: 'shutting down' })
-    }
-    const h = await opts.health.check()
-    const pgReady = h.postgres === 'ok' && h.migrated
-    const status = !pgReady ? 'unavailable' : h.redis === 'degraded' ? 'degraded' : 'ok'
-    const body: Record<string, string> = { status, postgres: h.postgres, redis: h.redis }
-    if (h.postgres === 'ok' && !h.migrated) body.reason = 'migrations not applied'
-    return reply.code(pgReady ? 200 : 503).send(body)
+    const r = await readiness(opts.health)
+    return reply.code(r.ready ? 200 : 503).send(r.body)
   })
 
   if (opts.metrics !== undefined) {

@@ -13,6 +13,8 @@ export interface ProxyOptions {
   stripCredentialHeader: boolean
   trustProxy: boolean
   onUpstreamResponse?: (statusCode: number, seconds: number) => void
+  /** The sidecar answered 502 (refused) or 504 (timeout) for the upstream. */
+  onUpstreamError?: (error: 'refused' | 'timeout') => void
 }
 
 const TIMEOUT_CODES = new Set([
@@ -72,6 +74,7 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
 
   function onError (reply: FastifyReply, { error }: { error: unknown }): void {
     const def = upstreamError(error)
+    opts.onUpstreamError?.(def === HG_ERR_UPSTREAM_TIMEOUT ? 'timeout' : 'refused')
     reply.request.log.warn({ err: { code: (error as { code?: string }).code } }, 'upstream failed')
     reply.code(def.status).header('content-type', 'application/json; charset=utf-8').send(def.body)
   }
