@@ -9,9 +9,10 @@ import type { RoleTable } from './auth/principal.js'
 import type { Config } from './config/schema.js'
 import { createLogger, type Logger } from './logger.js'
 import { createCredentialService, type CredentialService } from './management/service.js'
-import { createHealth, type Health } from './ops/health.js'
+import { createHealth, dependencyReadiness, type Health } from './ops/health.js'
 import { createMetrics, type Metrics } from './ops/metrics.js'
-import { buildOpsApp } from './ops/server.js'
+import { buildOpsApp, readiness } from './ops/server.js'
+import { createUpstreamCheck } from './ops/upstream-check.js'
 import { buildProxyApp } from './proxy/app.js'
 import { migrate } from './store/migrate.js'
 import { openStore } from './store/open.js'
@@ -47,12 +48,20 @@ export interface Sidecar {
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
   const log = options.logger ?? createLogger(config.logLevel)
   const { db, cache } = openStore(config, { log })
-  const metrics = createMetrics({ bcryptQueue: () => auth.bcrypt.queued, bcryptActive: () => auth.bcrypt.active, dbPool: () => db.stats(), memoSize: () => auth.memo.size })
+  const metrics = createMetrics({
+    bcryptQueue: () => auth.bcrypt.queued,
+    bcryptActive: () => auth.bcrypt.active,
+    bcryptConcurrency: () => auth.bcrypt.concurrency,
+    dbPool: () => db.stats(),
+    memoSize: () => auth.memo.size,
+    readiness: async () => dependencyReadiness(await readiness(health))
+  })
   db.onQuery(metrics.dbQuery)
   cache.onResult(metrics.prefixCache)
   const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics })
   const { memo, bcrypt, roles, lastUsed } = auth
-  const health = createHealth({ db, cache })
+  // With the upstream check on, a pod is not Ready before its app listens.
+  const health = createHealth({ db, cache, upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })
   const service = createCredentialService({ db, cache, roles, config })
 
   const proxy = await buildProxyApp({
@@ -65,7 +74,8 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
       if (result.pass && result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
     },
     onOverload: metrics.overloaded,
-    onUpstreamResponse: metrics.upstream
+    onUpstreamResponse: metrics.upstream,
+    onUpstreamError: metrics.upstreamError
   })
   const ops = buildOpsApp({ log, health, metrics: metrics.render })
   const admin = await buildAdminApp({ log, service, adminToken: config.adminToken })

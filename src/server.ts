@@ -136,8 +136,13 @@ export async function serve (config: Config, log: Logger, opts: ServeOptions = {
   }
 
   const ports = await sidecar.listen()
-  log.info({ ...ports, embeddedDatabase: backends.embedded !== null, demoUpstream: backends.demoUpstream !== null, redis: config.redis.url !== null }, 'hg-auth-sidecar listening')
-  ;(opts.out ?? process.stdout).write(banner(backends, config, ports, seed, token))
+  const upstream = backends.demoUpstream !== null ? 'demo' : new URL(backends.config.upstream.url ?? '').origin
+  log.info({ ...ports, upstream, embeddedDatabase: backends.embedded !== null, demoUpstream: backends.demoUpstream !== null, redis: config.redis.url !== null }, 'hg-auth-sidecar listening')
+  // stdout carries the JSON log: the text banner goes there only for a person at a terminal.
+  // In production the line above says it all, unless there is a demo token to show.
+  const production = env.NODE_ENV === 'production'
+  const out = opts.out ?? (!production && process.stdout.isTTY ? process.stdout : process.stderr)
+  if (!production || token !== null || opts.out !== undefined) out.write(banner(backends, config, ports, seed, token))
 
   let closing: Promise<void> | null = null
   const close = (): Promise<void> => {

@@ -1,9 +1,9 @@
 import bcrypt from 'bcrypt'
-import { availableParallelism } from 'node:os'
+import cpus from '../cpus.cjs'
 import { hgError, HG_ERR_AUTH_BUSY, HG_ERR_CLIENT_GONE } from '../errors.js'
 
 export interface BcryptPoolOptions {
-  /** Compares running at once; 0 = one per core. */
+  /** Compares running at once; 0 = one per CPU the process may use (cpus.cts). */
   concurrency: number
   /** Compares allowed to wait; beyond that compare() rejects with HG_ERR_AUTH_BUSY at once. */
   queueSize: number
@@ -45,7 +45,7 @@ interface Waiter {
 }
 
 export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
-  const concurrency = opts.concurrency > 0 ? opts.concurrency : availableParallelism()
+  const concurrency = opts.concurrency > 0 ? opts.concurrency : cpus.availableCpus()
   const waiting: Waiter[] = []
   const observers: Array<(seconds: number) => void> = []
   const rejectObservers: Array<() => void> = []

@@ -51,7 +51,8 @@ export const ConfigSchema = Type.Object({
     timeoutMs: PositiveInt,
     connections: PositiveInt,
     /** Headers of the stripped re-targeting/hop-by-hop lists that this upstream needs (lower case). */
-    allowHeaders: Type.Array(Type.String({ pattern: '^[a-z0-9-]+$' }), { uniqueItems: true })
+    allowHeaders: Type.Array(Type.String({ pattern: '^[a-z0-9-]+$' }), { uniqueItems: true }),
+    readinessCheck: Type.Boolean()
   }, { additionalProperties: false }),
   database: Type.Object({
     url: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
@@ -117,6 +118,7 @@ export const ENV_KEYS = {
   UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
   UPSTREAM_TIMEOUT_MS: { key: 'upstream.timeoutMs', type: 'int' },
   UPSTREAM_ALLOW_HEADERS: { key: 'upstream.allowHeaders', type: 'list' },
+  UPSTREAM_READINESS_CHECK: { key: 'upstream.readinessCheck', type: 'bool' },
   DATABASE_URL: { key: 'database.url', type: 'string' },
   DATA_DIR: { key: 'database.dataDir', type: 'string' },
   DB_POOL_SIZE: { key: 'database.poolSize', type: 'int' },
@@ -125,7 +127,8 @@ export const ENV_KEYS = {
   REDIS_KEY_PREFIX: { key: 'redis.keyPrefix', type: 'string' },
   ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
   LOG_LEVEL: { key: 'logLevel', type: 'string' },
-  BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' }
+  BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' },
+  BCRYPT_CONCURRENCY: { key: 'auth.bcryptConcurrency', type: 'int' }
 } as const
 
 export type EnvKey = keyof typeof ENV_KEYS

@@ -3,13 +3,35 @@ import { internalFastifyOptions } from '../http/options.js'
 import { errorHandler, sendError } from '../http/reply.js'
 import { HG_ERR_NOT_FOUND } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { Health } from './health.js'
+import type { Health, HealthReport } from './health.js'
 
 export interface OpsOptions {
   log: Logger
   health: Health
   /** Renders /metrics; absent = 404. */
   metrics?: () => Promise<{ contentType: string, body: string }>
+}
+
+export interface ReadinessAnswer {
+  ready: boolean
+  body: Record<string, string>
+  report: HealthReport | null
+}
+
+/** What /readyz answers: 503 while shutting down, without PostgreSQL, unmigrated, or with the checked upstream down. */
+export async function readiness (health: Health): Promise<ReadinessAnswer> {
+  if (health.shuttingDown) {
+    return { ready: false, body: { status: 'unavailable', postgres: 'ok', redis: 'ok', reason: 'shutting down' }, report: null }
+  }
+  const h = await health.check()
+  const pgReady = h.postgres === 'ok' && h.migrated
+  const ready = pgReady && h.upstream !== 'down'
+  const status = !ready ? 'unavailable' : h.redis === 'degraded' ? 'degraded' : 'ok'
+  const body: Record<string, string> = { status, postgres: h.postgres, redis: h.redis }
+  if (h.upstream !== undefined) body.upstream = h.upstream
+  if (h.postgres === 'ok' && !h.migrated) body.reason = 'migrations not applied'
+  else if (pgReady && h.upstream === 'down') body.reason = 'upstream not reachable'
+  return { ready, body, report: h }
 }
 
 /** The ops listener (docs/DESIGN.md §5): liveness, readiness, metrics. No auth hook lives here. */
@@ -21,15 +43,8 @@ export function buildOpsApp (opts: OpsOptions): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/readyz', async (_req, reply) => {
-    if (opts.health.shuttingDown) {
-      return reply.code(503).send({ status: 'unavailable', postgres: 'ok', redis: 'ok', reason: 'shutting down' })
-    }
-    const h = await opts.health.check()
-    const pgReady = h.postgres === 'ok' && h.migrated
-    const status = !pgReady ? 'unavailable' : h.redis === 'degraded' ? 'degraded' : 'ok'
-    const body: Record<string, string> = { status, postgres: h.postgres, redis: h.redis }
-    if (h.postgres === 'ok' && !h.migrated) body.reason = 'migrations not applied'
-    return reply.code(pgReady ? 200 : 503).send(body)
+    const r = await readiness(opts.health)
+    return reply.code(r.ready ? 200 : 503).send(r.body)
   })
 
   if (opts.metrics !== undefined) {

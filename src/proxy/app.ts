@@ -20,6 +20,7 @@ export interface ProxyAppOptions {
   onDecision: AuthHookOptions['onDecision']
   onOverload: () => void
   onUpstreamResponse: (statusCode: number, seconds: number) => void
+  onUpstreamError?: (kind: 'timeout' | 'refused') => void
 }
 
 /** The proxy port (docs/DESIGN.md §2): overload shedding, the auth hook, self-service, the request log, the proxy. */
@@ -56,7 +57,8 @@ export async function buildProxyApp (opts: ProxyAppOptions): Promise<FastifyInst
     stripCredentialHeader: config.auth.stripCredentialHeader,
     trustProxy: trustProxyOption(config.server.trustProxy) !== false,
     allowHeaders: config.upstream.allowHeaders,
-    onUpstreamResponse: opts.onUpstreamResponse
+    onUpstreamResponse: opts.onUpstreamResponse,
+    onUpstreamError: opts.onUpstreamError
   })
   return app
 }

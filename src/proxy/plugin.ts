@@ -17,6 +17,8 @@ export interface ProxyOptions {
   /** Stripped headers this upstream needs after all. */
   allowHeaders?: readonly string[]
   onUpstreamResponse?: (statusCode: number, seconds: number) => void
+  /** The sidecar answered 502 (refused) or 504 (timeout) for the upstream. */
+  onUpstreamError?: (error: 'refused' | 'timeout') => void
 }
 
 const TIMEOUT_CODES = new Set([
@@ -79,6 +81,7 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
 
   function onError (reply: FastifyReply, { error }: { error: unknown }): void {
     const def = upstreamError(error)
+    opts.onUpstreamError?.(def === HG_ERR_UPSTREAM_TIMEOUT ? 'timeout' : 'refused')
     reply.request.log.warn({ err: error }, 'upstream failed')
     sendError(reply, def)
   }

@@ -148,6 +148,6 @@ t.test('a client that leaves during its compare gets no state read, and no error
 })
 
 async function stateQueries (env: Stack): Promise<number> {
-  const m = /hg_db_query_duration_seconds_count\{query="hg_pat_states",result="ok"\} (\d+)/.exec((await env.sidecar.metrics.render()).body)
+  const m = /hg_db_query_duration_seconds_count\{query="pat_states",result="ok"\} (\d+)/.exec((await env.sidecar.metrics.render()).body)
   return m === null ? 0 : Number(m[1])
 }

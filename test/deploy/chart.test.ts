@@ -1,19 +1,16 @@
-import { execFile } from 'node:child_process'
-import { accessSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import AjvModule from 'ajv'
 import t from 'tap'
 import { parse as parseYaml, parseAllDocuments, stringify } from 'yaml'
 import { loadConfig } from '../../src/config/load.js'
 import { ENV_KEYS } from '../../src/config/schema.js'
+import { CHART, findRenderer, run, TOOLS } from '../helpers/chart.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const CHART = join(ROOT, 'helm', 'hg-auth-sidecar')
 const TEMPLATES = join(CHART, 'templates')
-// ../shared/tools next to the repository: stand-ins for helm on machines without it.
-const TOOLS = join(ROOT, '..', 'shared', 'tools')
 const MIN_VALUES = join(CHART, 'ci', 'test-values.yaml')
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
@@ -218,78 +215,28 @@ t.test('every values path a template reads is in values.yaml, and every value is
 
 // --- rendering -----------------------------------------------------------------------------------
 
-type Rendered = { ok: true, stdout: string, stderr: string } | { ok: false, message: string }
-
-interface Renderer {
-  tool: 'helm' | 'chart-render'
-  render(valuesFiles: string[]): Promise<Rendered>
-}
-
-function run (cmd: string, args: string[], timeout: number): Promise<{ code: number, stdout: string, stderr: string }> {
-  return new Promise(resolve => {
-    execFile(cmd, args, { timeout, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1
-      resolve({ code, stdout, stderr: err !== null && stderr === '' ? err.message : stderr })
-    })
-  })
-}
-
-function onPath (name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue
-    try {
-      accessSync(join(dir, name), constants.X_OK)
-      return join(dir, name)
-    } catch {}
-  }
-  return null
-}
-
-/** A real `helm` when installed, else the chart-render stand-in, else the reason to skip. */
-async function findRenderer (): Promise<Renderer | string> {
-  const helm = onPath('helm')
-  const valuesArgs = (files: string[]): string[] => files.flatMap(f => ['-f', f])
-  const wrap = async (p: Promise<{ code: number, stdout: string, stderr: string }>): Promise<Rendered> => {
-    const r = await p
-    return r.code === 0 ? { ok: true, stdout: r.stdout, stderr: r.stderr } : { ok: false, message: r.stderr }
-  }
-  if (helm !== null) {
-    return {
-      tool: 'helm',
-      render: files => wrap(run(helm, ['template', 'release', CHART, '--namespace', 'default', '--kube-version', '1.30.0', ...valuesArgs(files)], 30_000))
-    }
-  }
-  const build = join(TOOLS, 'chart-render', 'build.sh')
-  if (!existsSync(build)) return `no helm on PATH and no ${build} (a fresh clone has no ../shared): chart not rendered`
-  // build.sh caches the binary under $TMPDIR/chart-render; the first build may install Go with apt.
-  const built = await run('bash', [build], 100_000)
-  const bin = built.stdout.trim().split('\n').at(-1) ?? ''
-  if (built.code !== 0 || bin === '' || !existsSync(bin)) {
-    return `no helm on PATH and chart-render did not build: ${built.stderr.trim().split('\n').slice(-3).join(' | ')}`
-  }
-  return {
-    tool: 'chart-render',
-    render: files => wrap(run(bin, [CHART, ...valuesArgs(files), '--name', 'release', '--namespace', 'default'], 30_000))
-  }
-}
-
 interface EnvVar { name: string, value?: string, valueFrom?: { secretKeyRef?: { name: string, key: string, optional?: boolean } } }
 interface Probe { httpGet?: { path: string, port: number | string } }
 interface Container {
   name: string
   image: string
   restartPolicy?: string
+  imagePullSecrets?: Array<{ name: string }>
   ports?: Array<{ name?: string, containerPort: number }>
   env?: EnvVar[]
   startupProbe?: Probe
   livenessProbe?: Probe
   readinessProbe?: Probe
-  lifecycle?: { preStop?: { exec?: { command: string[] } } }
+  args?: string[]
+  lifecycle?: { postStart?: object, preStop?: { exec?: { command: string[] }, sleep?: { seconds: number } } }
+  resources?: object
   securityContext?: { readOnlyRootFilesystem?: boolean, allowPrivilegeEscalation?: boolean, runAsNonRoot?: boolean, capabilities?: { drop?: string[] } }
   volumeMounts?: Array<{ name: string, mountPath: string, readOnly?: boolean }>
 }
 interface PodSpec {
   containers: Container[]
+  restartPolicy?: string
+  imagePullSecrets?: Array<{ name: string }>
   initContainers?: Container[]
   terminationGracePeriodSeconds?: number
   serviceAccountName?: string
@@ -312,6 +259,12 @@ interface Service extends Manifest {
 }
 interface ServiceMonitor extends Manifest {
   spec: { selector: { matchLabels: Record<string, string> }, endpoints: Array<{ port: string, path: string }> }
+}
+interface Job extends Manifest {
+  spec: { backoffLimit: number, activeDeadlineSeconds: number, template: { metadata: { labels: Record<string, string> }, spec: PodSpec } }
+}
+interface NetworkPolicy extends Manifest {
+  spec: { ingress: Array<{ ports: Array<{ port: number }>, from?: JsonObject[] }> }
 }
 interface Pdb extends Manifest {
   spec: { minAvailable?: number | string, maxUnavailable?: number | string, selector: { matchLabels: Record<string, string> } }
@@ -376,12 +329,13 @@ t.test('rendered chart', async t => {
 
   await t.test('defaults plus the required values', async t => {
     const { docs } = await render([MIN_VALUES])
-    t.same(docs.map(d => d.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service', 'ServiceAccount'])
+    t.same(docs.map(d => d.kind).sort(), ['ConfigMap', 'Deployment', 'Job', 'NetworkPolicy', 'Service', 'ServiceAccount'])
     const dep = only<Deployment>(docs, 'Deployment')
     const pod = dep.spec.template.spec
     t.same(pod.containers.map(c => c.name), [appName, sidecarName], 'the app and the sidecar, no init containers')
     t.equal(pod.initContainers, undefined)
     const app = container(pod.containers, appName)
+    const svc = only<Service>(docs, 'Service')
     t.equal(app.image, 'registry.example.com/scan-api:1.4.2')
     const side = container(pod.containers, sidecarName)
     t.equal(side.restartPolicy, undefined)
@@ -406,7 +360,7 @@ t.test('rendered chart', async t => {
     t.same(vars.get('ADMIN_TOKEN')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'ADMIN_TOKEN', optional: true } })
     for (const name of ['DATABASE_URL', 'REDIS_URL', 'ADMIN_TOKEN']) t.equal(vars.get(name)?.value, undefined, `${name} has no literal value`)
     for (const name of vars.keys()) {
-      t.ok(name === 'CONFIG_FILE' || Object.hasOwn(ENV_KEYS, name), `${name} is a variable the sidecar reads`)
+      t.ok(name === 'CONFIG_FILE' || name === 'UV_THREADPOOL_SIZE' || Object.hasOwn(ENV_KEYS, name), `${name} is a variable the sidecar reads`)
     }
     const plain = plainEnv(side)
     t.equal(plain.UPSTREAM_URL, 'http://127.0.0.1:3000', 'upstream defaults to the app port on loopback')
@@ -436,8 +390,34 @@ t.test('rendered chart', async t => {
     t.equal(cfg.upstream.url, 'http://127.0.0.1:3000')
     t.equal(cfg.server.port, httpPort)
     t.equal(cfg.server.opsPort, opsPort)
+    t.equal(cfg.upstream.readinessCheck, true, 'in the pod, /readyz waits for the app to listen')
+    t.equal(cfg.database.migrateOnStart, false, 'the migration Job migrates; the runtime role needs no DDL')
+    t.equal(cfg.auth.bcryptConcurrency, 1, 'bcrypt concurrency from the CPU request (100m): 1, not the node\'s cores')
+    t.equal(plain.UV_THREADPOOL_SIZE, '1', 'the threadpool likewise')
 
-    const svc = only<Service>(docs, 'Service')
+    // Issue 20: the app gets SIGTERM only after the sidecar stopped taking requests (its preStop) and 5 s more.
+    t.same(app.lifecycle, { preStop: { sleep: { seconds: Number(at(VALUES, 'sidecar', 'preStopSleepSeconds')) + 5 } } }, 'the kubelet\'s sleep action (Kubernetes 1.30): no sleep binary needed in the app image')
+    t.ok(grace > (app.lifecycle?.preStop?.sleep?.seconds ?? 0), 'the grace period covers it')
+
+    const np = only<NetworkPolicy>(docs, 'NetworkPolicy')
+    const opsRule = np.spec.ingress.find(r => r.ports.some(p => p.port === opsPort))
+    t.same(opsRule?.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'the ops port admits the monitoring namespace only')
+
+    const job = only<Job>(docs, 'Job')
+    t.match(job.metadata.annotations, { 'helm.sh/hook': 'pre-install,pre-upgrade', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' }, 'a Helm hook before install and upgrade')
+    const jobPod = job.spec.template.spec
+    t.equal(jobPod.restartPolicy, 'Never')
+    const migrate = container(jobPod.containers, 'migrate')
+    t.equal(migrate.image, side.image, 'the sidecar image')
+    t.same(migrate.args, ['hg-sidecar', 'migrate'], 'the CLI on PATH (the image links it into /usr/local/bin)')
+    t.same(env(migrate).get('DATABASE_URL')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'DATABASE_URL' } })
+    t.same(migrate.securityContext, side.securityContext, 'locked down like the sidecar')
+    t.same(jobPod.securityContext, pod.securityContext)
+    t.equal(jobPod.serviceAccountName, undefined, 'a pre-install hook cannot use the ServiceAccount the release creates afterwards')
+    t.equal(jobPod.automountServiceAccountToken, false)
+    t.notOk(subset(dep.spec.template.metadata.labels, job.spec.template.metadata.labels) || subset(svc.spec.selector, job.spec.template.metadata.labels),
+      'the Job\'s pod is not selected by the Service or the Deployment\'s selector')
+
     t.same(svc.spec.ports, [{ name: 'http', port: 80, targetPort: httpPort, protocol: 'TCP' }], 'only the proxy port, no ops port')
     t.ok(subset(svc.spec.selector, dep.spec.template.metadata.labels), 'the Service selects the pods')
   })
@@ -507,28 +487,52 @@ t.test('rendered chart', async t => {
         livenessProbe: { exec: { command: ['/app/healthcheck'] } },
         readinessProbe: { exec: { command: ['/app/healthcheck'] } },
         startupProbe: { exec: { command: ['/app/healthcheck'] }, failureThreshold: 30 },
+        lifecycle: { postStart: { exec: { command: ['/app/warm-up'] } } },
+        preStopSleepSeconds: 8,
         volumeMounts: [{ name: 'app-cache', mountPath: '/cache' }]
       },
       sidecar: {
         image: { digest: `sha256:${'0'.repeat(64)}` },
         upstreamUrl: 'http://127.0.0.1:3001',
         preStopSleepSeconds: 0,
+        migrateOnStart: true,
+        upstreamReadinessCheck: false,
         extraEnv: [{ name: 'BCRYPT_COST', value: '12' }, { name: 'UV_THREADPOOL_SIZE', value: '4' }],
+        resources: { requests: { cpu: '500m', memory: '128Mi' }, limits: { cpu: '1500m', memory: '256Mi' } },
         startupProbe: { initialDelaySeconds: 1 }
       },
+      migrationJob: { existingSecret: 'scan-api-ddl', databaseUrlKey: 'OWNER_DATABASE_URL', backoffLimit: 1, activeDeadlineSeconds: 120, annotations: { 'argocd.argoproj.io/hook': 'PreSync' }, resources: { requests: { cpu: '10m' } } },
+      grafanaDashboard: { enabled: true, namespace: 'monitoring', labels: { grafana_dashboard: 'yes' }, annotations: { grafana_folder: 'Platform' } },
+      prometheusRule: { enabled: true, force: true, namespace: 'monitoring', labels: { release: 'prom' }, selector: 'service="scan-api"', ruleLabels: { team: 'scans' }, runbookUrl: 'https://wiki.example.com/hg/operations/', failedAuthPerSecond: 20, failedAuthRatio: 0.8, upstreamErrorRatio: 0.1 },
       secrets: { redisUrlKey: '', adminTokenKey: 'admin-token' },
       service: { type: 'LoadBalancer', annotations: { 'example.com/lb': 'internal' }, exposeOps: true },
       serviceMonitor: { enabled: true, force: true, namespace: 'monitoring', relabelings: [{ action: 'labeldrop', regex: 'pod' }], metricRelabelings: [{ action: 'keep', sourceLabels: ['__name__'], regex: 'hg_.*' }] },
       podDisruptionBudget: { enabled: true, minAvailable: '50%' },
       networkPolicy: { proxyFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress' } } }], opsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], extraIngress: [{ ports: [{ port: 3002 }] }] }
     })])
-    for (const d of docs) t.equal(d.metadata.name, d.kind === 'ServiceAccount' ? 'scan-api-sa' : 'scan-api', `${d.kind} named by fullnameOverride`)
+    const names: Record<string, string> = { ServiceAccount: 'scan-api-sa', Job: 'scan-api-migrate' }
+    for (const d of docs) {
+      const expected = d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboard') ? 'scan-api-dashboard' : names[d.kind] ?? 'scan-api'
+      t.equal(d.metadata.name, expected, `${d.kind} named by fullnameOverride`)
+    }
     const dep = only<Deployment>(docs, 'Deployment')
     t.equal(dep.spec.template.spec.serviceAccountName, 'scan-api-sa')
     const side = container(dep.spec.template.spec.containers, sidecarName)
     t.equal(side.image, `${String(at(VALUES, 'sidecar', 'image', 'repository'))}@sha256:${'0'.repeat(64)}`, 'a digest wins over the tag')
     t.equal(side.lifecycle, undefined, 'no preStop when preStopSleepSeconds is 0')
+    t.same(container(dep.spec.template.spec.containers, appName).lifecycle, { postStart: { exec: { command: ['/app/warm-up'] } }, preStop: { sleep: { seconds: 8 } } },
+      'the app\'s own lifecycle, with the preStop sleep added since it has none')
     const vars = env(side)
+    t.equal(vars.get('MIGRATE_ON_START')?.value, 'true')
+    t.equal(vars.get('UPSTREAM_READINESS_CHECK')?.value, 'false')
+    t.same(side.env?.filter(e => e.name === 'UV_THREADPOOL_SIZE'), [{ name: 'UV_THREADPOOL_SIZE', value: '4' }], 'extraEnv replaces the derived UV_THREADPOOL_SIZE (no duplicate)')
+    t.equal(vars.get('BCRYPT_CONCURRENCY')?.value, '2', 'the CPU limit (1500m) rounded up')
+    const job = only<Job>(docs, 'Job')
+    t.equal(job.metadata.annotations?.['argocd.argoproj.io/hook'], 'PreSync')
+    t.equal(job.spec.backoffLimit, 1)
+    t.equal(job.spec.activeDeadlineSeconds, 120)
+    t.same(env(container(job.spec.template.spec.containers, 'migrate')).get('DATABASE_URL')?.valueFrom, { secretKeyRef: { name: 'scan-api-ddl', key: 'OWNER_DATABASE_URL' } }, 'a DDL-capable credential for the Job only')
+    t.same(job.spec.template.spec.imagePullSecrets, [{ name: 'regcred' }])
     t.equal(vars.get('UPSTREAM_URL')?.value, 'http://127.0.0.1:3001')
     t.equal(vars.get('BCRYPT_COST')?.value, '12')
     t.notOk(vars.has('REDIS_URL'), 'an empty key name leaves REDIS_URL unset')
@@ -537,6 +541,79 @@ t.test('rendered chart', async t => {
     t.equal(sm.metadata.namespace, 'monitoring')
     t.same(at(sm.spec as unknown as Json, 'namespaceSelector'), { matchNames: ['default'] }, 'a ServiceMonitor elsewhere still finds the release namespace')
     t.equal(only<Pdb>(docs, 'PodDisruptionBudget').spec.minAvailable, '50%')
+    const dash = docs.find(d => d.kind === 'ConfigMap' && d.metadata.name === 'scan-api-dashboard')
+    t.equal(dash?.metadata.namespace, 'monitoring')
+    t.equal(dash?.metadata.labels?.grafana_dashboard, 'yes')
+    t.equal(dash?.metadata.annotations?.grafana_folder, 'Platform')
+    const rule = only<Manifest>(docs, 'PrometheusRule')
+    t.equal(rule.metadata.namespace, 'monitoring')
+    t.equal(rule.metadata.labels?.release, 'prom')
+    const rules = (at(rule.spec as Json, 'groups') as Json[]).flatMap(g => at(g, 'rules') as JsonObject[])
+    for (const r of rules) {
+      t.match(String(r.expr), /\{service="scan-api"[,}]/, `${String(r.alert)}: the selector given`)
+      t.equal(at(r, 'labels', 'team'), 'scans')
+      t.equal(at(r, 'annotations', 'runbook_url'), `https://wiki.example.com/hg/operations#${String(r.alert).toLowerCase()}`)
+    }
+    t.match(String(rules.find(r => r.alert === 'HgAuthFailedAuthSurge')?.expr), /\) > 20\nand\n[\s\S]*\) > 0\.8\n?$/, 'thresholds from values')
+    t.match(String(rules.find(r => r.alert === 'HgAuthUpstreamErrors')?.expr), /\) > 0\.1\n?$/)
+  })
+
+  await t.test('sizing: UV_THREADPOOL_SIZE and BCRYPT_CONCURRENCY from the CPU limit, else the request', async t => {
+    const sized = async (resources: JsonObject): Promise<Record<string, string | undefined>> => {
+      const { docs } = await render([MIN_VALUES, overlay({ sidecar: { resources } })])
+      const vars = plainEnv(container(only<Deployment>(docs, 'Deployment').spec.template.spec.containers, sidecarName))
+      return { UV_THREADPOOL_SIZE: vars.UV_THREADPOOL_SIZE, BCRYPT_CONCURRENCY: vars.BCRYPT_CONCURRENCY }
+    }
+    t.same(await sized({ requests: { cpu: '250m' }, limits: { cpu: 3 } }), { UV_THREADPOOL_SIZE: '3', BCRYPT_CONCURRENCY: '3' }, 'a limit wins')
+    t.same(await sized({ requests: { cpu: '2500m' } }), { UV_THREADPOOL_SIZE: '3', BCRYPT_CONCURRENCY: '3' }, 'no limit: the request, rounded up')
+    t.same(await sized({ requests: { cpu: '0.5' } }), { UV_THREADPOOL_SIZE: '1', BCRYPT_CONCURRENCY: '1' }, 'a fraction: one')
+    t.same(await sized({ limits: { cpu: '1' } }), { UV_THREADPOOL_SIZE: '1', BCRYPT_CONCURRENCY: '1' })
+    t.same(await sized({ requests: null, limits: null }), { UV_THREADPOOL_SIZE: undefined, BCRYPT_CONCURRENCY: undefined }, 'no CPU figure: the sidecar reads its cgroup')
+  })
+
+  await t.test('app shutdown: a preStop sleep unless the app has its own; exec sleep before Kubernetes 1.30', async t => {
+    const appOf = async (app: JsonObject): Promise<Container> => {
+      const { docs } = await render([MIN_VALUES, overlay({ app })])
+      return container(only<Deployment>(docs, 'Deployment').spec.template.spec.containers, appName)
+    }
+    t.same((await appOf({ lifecycle: { preStop: { exec: { command: ['/app/drain'] } } } })).lifecycle, { preStop: { exec: { command: ['/app/drain'] } } }, 'the app\'s own preStop is kept as is')
+    t.equal((await appOf({ preStopSleepSeconds: 0 })).lifecycle, undefined, '0: none')
+    // Both renderers report Kubernetes 1.30 here: the exec form (`sleep` in the app image) for older clusters is not rendered.
+  })
+
+  await t.test('the migration Job: optional, its own Secret key, a given ServiceAccount', async t => {
+    const off = await render([MIN_VALUES, overlay({ migrationJob: { enabled: false } })])
+    t.equal(off.docs.filter(d => d.kind === 'Job').length, 0)
+    if (renderer.tool === 'chart-render') t.match(off.stderr, /WARNING: neither migrationJob\.enabled nor sidecar\.migrateOnStart is set/, 'NOTES: nothing migrates')
+    const onStart = await render([MIN_VALUES, overlay({ migrationJob: { enabled: false }, sidecar: { migrateOnStart: true } })])
+    t.notMatch(onStart.stderr, /nothing applies the/, 'no warning when the sidecars migrate')
+    const sa = await render([MIN_VALUES, overlay({ serviceAccount: { create: false, name: 'scan-api-runner' } })])
+    t.equal(only<Job>(sa.docs, 'Job').spec.template.spec.serviceAccountName, 'scan-api-runner', 'an existing ServiceAccount is named')
+  })
+
+  await t.test('NOTES warn about app probes the kubelet cannot reach', async t => {
+    if (renderer.tool !== 'chart-render') {
+      t.comment('helm template prints no NOTES')
+      return
+    }
+    const { stderr } = await render([MIN_VALUES, overlay({ app: { readinessProbe: { httpGet: { path: '/health', port: 3000 } }, livenessProbe: { exec: { command: ['/app/healthcheck'] } } } })])
+    t.match(stderr, /WARNING: app\.readinessProbe is not an exec probe/)
+    t.notMatch(stderr, /app\.livenessProbe is not an exec probe/, 'exec probes are fine')
+  })
+
+  await t.test('dashboard and PrometheusRule: off by default, on when asked (the rule only with the API or force)', async t => {
+    const base = await render([MIN_VALUES])
+    t.notOk(base.docs.some(d => d.kind === 'PrometheusRule' || d.metadata.name.endsWith('-dashboard')), 'neither by default')
+    const noApi = await render([MIN_VALUES, overlay({ prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true } })])
+    t.equal(noApi.docs.filter(d => d.kind === 'PrometheusRule').length, 0, `no monitoring.coreos.com/v1 API under ${renderer.tool}: no PrometheusRule`)
+    if (renderer.tool === 'chart-render') t.match(noApi.stderr, /WARNING: prometheusRule\.enabled is set/)
+    const dash = noApi.docs.find(d => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboard'))
+    t.equal(dash?.metadata.labels?.grafana_dashboard, '1', 'labelled for Grafana\'s dashboard sidecar')
+    t.same(JSON.parse(dash?.data?.['hg-auth-sidecar.json'] ?? 'null'), JSON.parse(readFileSync(join(CHART, 'dashboards', 'hg-auth-sidecar.json'), 'utf8')), 'the dashboard file, unchanged')
+    const forced = await render([MIN_VALUES, overlay({ prometheusRule: { enabled: true, force: true } })])
+    const rule = only<Manifest>(forced.docs, 'PrometheusRule')
+    t.equal(rule.metadata.namespace, 'default')
+    t.match(JSON.stringify(rule.spec), /job=\\"release-hg-auth-sidecar\\", namespace=\\"default\\"/, 'the default selector: the ServiceMonitor\'s job and the namespace')
   })
 
   await t.test('values that cannot work are refused with the key named', async t => {
@@ -544,12 +621,26 @@ t.test('rendered chart', async t => {
       ['chart defaults alone', [], /app\.image\.repository is required/],
       ['no Secret', [MIN_VALUES, overlay({ secrets: { existingSecret: '' } })], /secrets\.existingSecret is required/],
       ['grace period too short', [MIN_VALUES, overlay({ terminationGracePeriodSeconds: 20 })], /terminationGracePeriodSeconds \(20 s\) must exceed/],
-      ['one container name for both', [MIN_VALUES, overlay({ app: { name: 'hg-auth-sidecar' } })], /app\.name and sidecar\.name must differ/]
+      ['one container name for both', [MIN_VALUES, overlay({ app: { name: 'hg-auth-sidecar' } })], /app\.name and sidecar\.name must differ/],
+      ['app preStop longer than the grace period', [MIN_VALUES, overlay({ app: { preStopSleepSeconds: 40 } })], /terminationGracePeriodSeconds \(40 s\) must exceed the app's preStop sleep \(40 s/],
+      // A budget that lets no pod go blocks every node drain (kubectl drain waits forever).
+      ['one replica, minAvailable 1', [MIN_VALUES, overlay({ replicaCount: 1, podDisruptionBudget: { enabled: true, minAvailable: 1 } })], /podDisruptionBudget lets no pod of 1 go/],
+      ['minAvailable 100%', [MIN_VALUES, overlay({ podDisruptionBudget: { enabled: true, minAvailable: '100%' } })], /podDisruptionBudget lets no pod of 2 go/],
+      ['two replicas, minAvailable 60% (rounds up to 2)', [MIN_VALUES, overlay({ podDisruptionBudget: { enabled: true, minAvailable: '60%' } })], /podDisruptionBudget lets no pod of 2 go/],
+      ['maxUnavailable 0', [MIN_VALUES, overlay({ podDisruptionBudget: { enabled: true, minAvailable: null, maxUnavailable: 0 } })], /podDisruptionBudget lets no pod of 2 go/]
     ]
     for (const [name, files, re] of cases) {
       const r = await renderer.render(files)
       t.notOk(r.ok, `${name}: refused`)
       t.match(r.ok ? '' : r.message, re, name)
+    }
+    for (const [name, over] of [
+      ['one replica, maxUnavailable 1', { replicaCount: 1, podDisruptionBudget: { enabled: true } }],
+      ['three replicas, minAvailable 2', { replicaCount: 3, podDisruptionBudget: { enabled: true, minAvailable: 2 } }],
+      ['two replicas, minAvailable 50%', { podDisruptionBudget: { enabled: true, minAvailable: '50%' } }]
+    ] as Array<[string, JsonObject]>) {
+      const r = await renderer.render([MIN_VALUES, overlay(over)])
+      t.ok(r.ok, `${name}: a drain can proceed, rendered${r.ok ? '' : `: ${r.message}`}`)
     }
   })
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import semver from 'semver'
 import { parse as parseYaml } from 'yaml'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -131,12 +132,42 @@ t.test('the runtime stage: production only, non-root, no healthcheck, the contra
   const entry = execForm(ops(FINAL, 'ENTRYPOINT').at(-1)?.args ?? '[]')
   t.ok(entry === null || entry.length === 0 || /(^|\/)tini$/.test(entry[0] ?? ''), 'ENTRYPOINT, if any, is tini (signals forwarded, zombies reaped)')
   t.ok(ops(FINAL, 'WORKDIR').at(-1)?.args === '/app', 'WORKDIR /app')
+})
 
-  const engines = /(\d+)/.exec(PKG.engines?.node ?? '')?.[1]
-  for (const s of DOCKERFILE.stages) {
-    const base = s.base.replace(/\$\{NODE_IMAGE\}/, DOCKERFILE.globals.find(g => g.op === 'ARG' && g.args.startsWith('NODE_IMAGE='))?.args.slice('NODE_IMAGE='.length) ?? '')
-    t.match(base, new RegExp(`^node:${engines ?? 'x'}[-.@]`), `stage ${s.name} on the Node major of package.json engines`)
-  }
+interface LockPackage { dev?: boolean, engines?: { node?: string } }
+const LOCK = JSON.parse(read('package-lock.json')) as { packages: Record<string, LockPackage> }
+const NODE_IMAGE = DOCKERFILE.globals.find(g => g.op === 'ARG' && g.args.startsWith('NODE_IMAGE='))?.args.slice('NODE_IMAGE='.length) ?? ''
+
+t.test('the image runs a Node LTS line that every production dependency accepts', async t => {
+  const bases = DOCKERFILE.stages.map(s => s.base.replace(/^\$\{NODE_IMAGE\}$/, NODE_IMAGE))
+  const majors = new Set(bases.map(b => /^node:(\d+)[-.@]/.exec(b)?.[1]))
+  t.same([...majors].length, 1, `one Node major for every stage: ${bases.join(', ')}`)
+  const major = Number([...majors][0])
+  t.ok(major % 2 === 0 || major >= 27, `node ${major} is an LTS line (even, or 27+ where every release becomes LTS)`)
+  t.match(NODE_IMAGE, /-slim(@|$)/, 'a slim variant')
+  // The newest patch of that major stands for the image: every engines range of what ships must accept it.
+  const version = `${major}.999.0`
+  t.ok(semver.satisfies(version, PKG.engines?.node ?? ''), `package.json engines ${PKG.engines?.node} accept ${major}`)
+  const refused = Object.entries(LOCK.packages)
+    .filter(([name, p]) => name !== '' && p.dev !== true && p.engines?.node !== undefined && !semver.satisfies(version, p.engines.node))
+    .map(([name, p]) => `${name.replace(/^.*node_modules\//, '')} wants node ${p.engines?.node}`)
+  t.same(refused, [], `no production dependency refuses node ${major} (npm ci warns EBADENGINE otherwise)`)
+  t.notOk(semver.satisfies('20.999.0', LOCK.packages['node_modules/cookie']?.engines?.node ?? '*'), 'the check has teeth: cookie@2 refuses Node 20')
+})
+
+t.test('the build: npm cache mounted, no compiler toolchain, the CLI on PATH in the image', async t => {
+  if (BUILD === undefined || FINAL === undefined) throw new Error('no stages')
+  const ci = ops(BUILD, 'RUN').find(r => /\bnpm ci\b/.test(r.args))
+  t.match(ci?.args, /^--mount=type=cache,target=\/root\/\.npm\b/, 'npm ci with a BuildKit cache mount on the npm cache (root in the build stage)')
+  const installs = DOCKERFILE.stages.flatMap(s => ops(s, 'RUN')).map(r => r.args).filter(a => /apt-get install/.test(a)).join(' ')
+  t.notMatch(installs, /\b(python3|make|g\+\+|gcc|build-essential)\b/, 'bcrypt ships prebuilds: no node-gyp toolchain')
+
+  const pkgBin = (JSON.parse(read('package.json')) as { bin: Record<string, string> }).bin
+  const link = /\bln -s (\S+) (\S+)/.exec(ops(FINAL, 'RUN').map(r => r.args).join(' && '))
+  t.equal(link?.[2], '/usr/local/bin/hg-sidecar', 'hg-sidecar linked into /usr/local/bin, on PATH')
+  t.equal(link?.[1], `/app/${pkgBin['hg-sidecar'] ?? ''}`, 'to the package.json bin entry')
+  t.ok(ops(BUILD, 'RUN').some(r => /chmod 0?755 dist\/cli\/bin\.cjs/.test(r.args)), 'made executable (tsc writes 0644)')
+  t.match(readFileSync(join(ROOT, 'src', 'cli', 'bin.cts'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'with a shebang tsc keeps')
 })
 
 t.test('no secret is baked into the image', async t => {

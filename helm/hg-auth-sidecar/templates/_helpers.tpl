@@ -63,6 +63,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "http://127.0.0.1:%d" (int .Values.app.port)) .Values.sidecar.upstreamUrl }}
 {{- end }}
 
+{{/*
+Whole CPUs of the sidecar: its CPU limit, or without one its request, rounded up (at least
+1); empty when neither is set. Sizes UV_THREADPOOL_SIZE and BCRYPT_CONCURRENCY.
+*/}}
+{{- define "hg-auth-sidecar.cpus" -}}
+{{- $res := .Values.sidecar.resources | default dict }}
+{{- $cpu := dig "limits" "cpu" (dig "requests" "cpu" "" $res) $res | toString }}
+{{- if $cpu }}
+{{- if hasSuffix "m" $cpu }}
+{{- div (add (trimSuffix "m" $cpu | int64) 999) 1000 | max 1 }}
+{{- else }}
+{{- ceil ($cpu | float64) | int64 | max 1 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Seconds the app sleeps in its preStop: app.preStopSleepSeconds, or 5 s past the sidecar's. */}}
+{{- define "hg-auth-sidecar.appPreStopSleep" -}}
+{{- if kindIs "invalid" .Values.app.preStopSleepSeconds }}
+{{- add (int64 .Values.sidecar.preStopSleepSeconds) 5 }}
+{{- else }}
+{{- int64 .Values.app.preStopSleepSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* PromQL label matchers of this release's series (prometheusRule.selector or job and namespace). */}}
+{{- define "hg-auth-sidecar.ruleSelector" -}}
+{{- default (printf "job=%q, namespace=%q" (include "hg-auth-sidecar.fullname" .) .Release.Namespace) .Values.prometheusRule.selector }}
+{{- end }}
+
 {{- define "hg-auth-sidecar.exposeOps" -}}
 {{- if or .Values.service.exposeOps .Values.serviceMonitor.enabled }}true{{ end }}
 {{- end }}
@@ -82,6 +112,29 @@ cover the preStop sleep plus the sidecar's own drain, and a native sidecar needs
 {{- end }}
 {{- if and .Values.sidecar.nativeSidecar (semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version) }}
 {{- fail (printf "sidecar.nativeSidecar needs Kubernetes 1.29 or later (this cluster: %s)" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- $appSleep := include "hg-auth-sidecar.appPreStopSleep" . | int64 }}
+{{- if and (not (hasKey (.Values.app.lifecycle | default dict) "preStop")) (ge $appSleep (int64 .Values.terminationGracePeriodSeconds)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d s) must exceed the app's preStop sleep (%d s, app.preStopSleepSeconds)" (int64 .Values.terminationGracePeriodSeconds) $appSleep) }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- $replicas := int64 .Values.replicaCount }}
+{{- if and $pdb.enabled (gt $replicas 0) }}
+{{- $blocks := false }}
+{{- if not (kindIs "invalid" $pdb.minAvailable) }}
+{{- $min := toString $pdb.minAvailable }}
+{{- $needed := $min | int64 }}
+{{- if hasSuffix "%" $min }}
+{{- /* The disruption controller rounds a percentage of minAvailable up. */}}
+{{- $needed = div (add (mul $replicas (trimSuffix "%" $min | int64)) 99) 100 }}
+{{- end }}
+{{- $blocks = ge $needed $replicas }}
+{{- else if not (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- $blocks = eq (toString $pdb.maxUnavailable | trimSuffix "%" | int64) 0 }}
+{{- end }}
+{{- if $blocks }}
+{{- fail (printf "podDisruptionBudget lets no pod of %d go (minAvailable %v, maxUnavailable %v): every node drain would block. Raise replicaCount, or lower minAvailable / set maxUnavailable" $replicas $pdb.minAvailable $pdb.maxUnavailable) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -126,8 +179,26 @@ port of a native sidecar (kubernetes/kubernetes#127958).
       value: {{ $s.redisKeyPrefix | quote }}
     - name: MIGRATE_ON_START
       value: {{ $s.migrateOnStart | toString | quote }}
+    - name: UPSTREAM_READINESS_CHECK
+      value: {{ $s.upstreamReadinessCheck | toString | quote }}
     - name: TRUST_PROXY
       value: {{ $s.trustProxy | toString | quote }}
+    {{- $extra := list }}
+    {{- range $s.extraEnv }}
+    {{- $extra = append $extra .name }}
+    {{- end }}
+    {{- $cpus := include "hg-auth-sidecar.cpus" . }}
+    {{- if $cpus }}
+    {{- /* libuv's pool and bcrypt's concurrency follow the container's CPU, not the node's cores. */}}
+    {{- if not (has "UV_THREADPOOL_SIZE" $extra) }}
+    - name: UV_THREADPOOL_SIZE
+      value: {{ $cpus | quote }}
+    {{- end }}
+    {{- if not (has "BCRYPT_CONCURRENCY" $extra) }}
+    - name: BCRYPT_CONCURRENCY
+      value: {{ $cpus | quote }}
+    {{- end }}
+    {{- end }}
     {{- $sec := .Values.secrets }}
     {{- $secretName := required "secrets.existingSecret is required: the name of a Secret holding DATABASE_URL (see docs/kubernetes.md)" $sec.existingSecret }}
     {{- if $sec.databaseUrlKey }}
