@@ -2,6 +2,7 @@ import {
   HG_ERR_AUTH_EXPIRED, HG_ERR_AUTH_FORBIDDEN, HG_ERR_AUTH_INVALID,
   HG_ERR_AUTH_RATE_LIMITED, HG_ERR_CLIENT_GONE, HG_ERR_STORE_UNAVAILABLE, type ErrorDef
 } from '../errors.js'
+import type { CredentialRef } from '../audit/events.js'
 import type { Principal } from './principal.js'
 
 /** Why a request was decided the way it was: the metrics' `reason` label and the log's `outcome`. */
@@ -28,7 +29,8 @@ export type Reason = typeof Reason[keyof typeof Reason]
 
 export type AuthResult =
   | { ok: true, principal: Principal }
-  | { ok: false, reason: Reason, error: ErrorDef }
+  /** `credential`: set when the secret verified but the credential's state refused it (revoked, expired, suspended, not a member). */
+  | { ok: false, reason: Reason, error: ErrorDef, credential?: CredentialRef }
 
 export const REASON_ERROR: Record<Exclude<Reason, 'ok' | 'public' | 'passthrough'>, ErrorDef> = {
   missing: HG_ERR_AUTH_INVALID,
@@ -48,4 +50,9 @@ export const REASON_ERROR: Record<Exclude<Reason, 'ok' | 'public' | 'passthrough
 
 export function fail (reason: Exclude<Reason, 'ok' | 'public' | 'passthrough'>, error?: ErrorDef): AuthResult {
   return { ok: false, reason, error: error ?? REASON_ERROR[reason] }
+}
+
+/** A refusal of a credential whose secret verified: the audit trail records it (audit/use-events.ts). */
+export function refuseKnown (reason: 'revoked' | 'expired' | 'suspended' | 'not_member', credential: CredentialRef): AuthResult {
+  return { ok: false, reason, error: REASON_ERROR[reason], credential }
 }

@@ -5,6 +5,7 @@ import {
   HG_ERR_INTERNAL, HG_ERR_REQUEST_PATH, errorDef, type ErrorDef
 } from '../errors.js'
 import { checkPath } from '../proxy/path-guard.js'
+import type { CredentialRef } from '../audit/events.js'
 import type { Requester } from './bcrypt-pool.js'
 import { extractCredential, type CredentialSource } from './credential-header.js'
 import { Reason, REASON_ERROR, type AuthResult } from './outcome.js'
@@ -45,6 +46,8 @@ export type PipelineResult =
     retryAfter?: number
     /** What went wrong inside, for the log; never sent to the client. */
     cause?: unknown
+    /** The credential refused for its state, its secret verified (the audit trail's use-events). */
+    credential?: CredentialRef
   }
 
 export interface PipelineDeps {
@@ -70,9 +73,9 @@ export interface Pipeline {
 export function createPipeline (deps: PipelineDeps): Pipeline {
   const { policy, limiter } = deps
 
-  function refuse (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null, ip: string): PipelineResult {
+  function refuse (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null, ip: string, credential?: CredentialRef): PipelineResult {
     if (error.status === 401) limiter.fail(ip)
-    return { pass: false, reason, error, kind, prefix }
+    return credential === undefined ? { pass: false, reason, error, kind, prefix } : { pass: false, reason, error, kind, prefix, credential }
   }
 
   function unavailable (cred: ParsedCredential, err: unknown): PipelineResult {
@@ -117,7 +120,7 @@ export function createPipeline (deps: PipelineDeps): Pipeline {
       const { ip } = req
       const source = found.source
       return pending.then(result => {
-        if (!result.ok) return refuse(result.reason, result.error, cred.kind, cred.prefix, ip)
+        if (!result.ok) return refuse(result.reason, result.error, cred.kind, cred.prefix, ip, result.credential)
         if (decision.deny) {
           return { pass: false, reason: Reason.forbidden, error: HG_ERR_AUTH_FORBIDDEN_ROUTE, kind: cred.kind, prefix: cred.prefix }
         }
