@@ -17,6 +17,9 @@ import { errorDef, HG_ERR_INTERNAL, HG_ERR_NOT_FOUND, HG_ERR_OVERLOADED, HG_ERR_
 import { createLogger, lazyChildLogger, type Logger } from './logger.js'
 import underPressure from '@fastify/under-pressure'
 import { buildAdminApp } from './api/admin.js'
+import { createLeakReporter } from './audit/leaks.js'
+import { createRetention, type Retention } from './audit/retention.js'
+import { createUseEventRecorder, type UseEventRecorder } from './audit/use-events.js'
 import { registerSelfService, SELF_SERVICE_PREFIXES } from './api/self-service.js'
 import { createLastUsedRecorder, type LastUsedRecorder } from './auth/last-used.js'
 import { createCredentialService, type CredentialService } from './credentials/service.js'
@@ -24,6 +27,7 @@ import { createMetrics, type Metrics } from './ops/metrics.js'
 import { buildOpsApp, type Health } from './ops/server.js'
 import proxyPlugin from './proxy/plugin.js'
 import { createBatcher } from './store/batcher.js'
+import { deleteExpiredEvents, insertEvent, insertEvents, listEvents } from './store/events.js'
 import { LATEST_VERSION, migrate, schemaVersion } from './store/migrate.js'
 import { createDb, type Db } from './store/postgres.js'
 import { createMemoryPrefixCache, createRedisPrefixCache, type PrefixCache } from './store/prefix-cache.js'
@@ -44,6 +48,9 @@ export interface Sidecar {
   health: Health
   metrics: Metrics
   lastUsed: LastUsedRecorder
+  /** Refused uses of known credentials, coalesced and written off the request path (DESIGN.md 10). */
+  useEvents: UseEventRecorder
+  retention: Retention
   service: CredentialService
   proxy: FastifyInstance
   ops: FastifyInstance
@@ -147,24 +154,54 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     onError: err => log.warn({ err }, 'last_used_at write failed')
   })
   const service = createCredentialService({ db, cache, roles, config })
+  const useEvents = createUseEventRecorder({
+    flushIntervalMs: config.audit.useEvents.flushIntervalMs,
+    minIntervalMs: config.audit.useEvents.minIntervalSeconds * 1000,
+    maxPending: config.audit.useEvents.maxPending,
+    write: events => insertEvents(db, events),
+    onWritten: events => { for (const e of events) metrics.credentialEvents(e.kind, 1) },
+    onDropped: metrics.credentialEventsDropped,
+    onError: err => log.warn({ err }, 'credential event write failed')
+  })
+  const retention = createRetention({
+    days: config.audit.retentionDays,
+    intervalMs: config.audit.retentionSweepIntervalSeconds * 1000,
+    batchSize: 500,
+    deleteBatch: (days, batch) => deleteExpiredEvents(db, days, batch),
+    onDeleted: metrics.credentialEventsExpired,
+    onError: err => log.warn({ err }, 'credential event retention sweep failed')
+  })
 
+  const authenticatePat = createPatAuthenticator({
+    memo,
+    bcrypt,
+    cache,
+    roles,
+    loadCandidates: prefix => patCandidates(db, prefix),
+    states: createBatcher(ids => patStates(db, ids), { maxInFlight: config.database.stateQueriesInFlight }),
+    onMemo: metrics.memo
+  })
+  const authenticateApiKey = createApiKeyAuthenticator({
+    roles,
+    states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), { maxInFlight: config.database.stateQueriesInFlight })
+  })
   const pipeline = createPipeline({
     policy,
     limiter: createFailureLimiter(config.auth.rateLimit),
     apiKeys: config.auth.apiKeys,
-    authenticatePat: createPatAuthenticator({
-      memo,
-      bcrypt,
-      cache,
-      roles,
-      loadCandidates: prefix => patCandidates(db, prefix),
-      states: createBatcher(ids => patStates(db, ids), { maxInFlight: config.database.stateQueriesInFlight }),
-      onMemo: metrics.memo
-    }),
-    authenticateApiKey: createApiKeyAuthenticator({
-      roles,
-      states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), { maxInFlight: config.database.stateQueriesInFlight })
-    })
+    authenticatePat,
+    authenticateApiKey
+  })
+  const leaks = createLeakReporter({
+    authenticatePat,
+    authenticateApiKey,
+    async revoke (credential, actor) {
+      await (credential.type === 'pat' ? service.revokePat(credential.id, actor) : service.revokeApiKey(credential.id, actor))
+    },
+    async record (event) {
+      await insertEvent(db, event)
+      metrics.credentialEvents(event.kind, 1)
+    }
   })
 
   const health: Health = {
@@ -203,10 +240,14 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   }
   registerAuthHook(proxy, {
     pipeline,
-    onDecision (result, seconds) {
+    onDecision (result, seconds, request) {
       const type = result.kind ?? 'none'
       metrics.authDecision(type, result.pass ? 'allow' : 'deny', result.reason, seconds)
-      if (result.pass && result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
+      if (result.pass) {
+        if (result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
+      } else if (result.credential !== undefined) {
+        useEvents.record(result.reason, result.credential, request.ip, request.id)
+      }
     }
   })
   registerSelfService(proxy, { service })
@@ -242,13 +283,20 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   })
 
   const ops = buildOpsApp({ log, health, metrics: metrics.render })
-  const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, errorHandler })
+  const admin = await buildAdminApp({
+    log,
+    service,
+    adminToken: config.adminToken,
+    errorHandler,
+    audit: { listEvents: filter => listEvents(db, filter), leaks }
+  })
 
   if (config.database.migrateOnStart) {
     try {
       const res = await migrate(db.pool)
       if (res.applied.length > 0) log.info({ applied: res.applied, version: res.current }, 'migrations applied')
     } catch (err) {
+      await Promise.allSettled([useEvents.close(), retention.close(), lastUsed.close()])
       await db.close()
       await cache.close()
       throw err
@@ -267,6 +315,8 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     health,
     metrics,
     lastUsed,
+    useEvents,
+    retention,
     service,
     proxy,
     ops,
@@ -285,7 +335,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
         // Readiness answers 503 from here on; in-flight requests finish, new ones are refused.
         health.shuttingDown = true
         await Promise.allSettled([proxy.close(), admin.close()])
-        await lastUsed.close()
+        await Promise.allSettled([lastUsed.close(), useEvents.close(), retention.close()])
         await ops.close()
         await Promise.allSettled([db.close(), cache.close()])
       })()

@@ -12,6 +12,12 @@ export interface Metrics {
   dbQuery(query: string, seconds: number, ok: boolean): void
   upstream(statusCode: number, seconds: number): void
   lastUsedWrites(kind: string, count: number): void
+  /** Rows written to credential_events, by kind. */
+  credentialEvents(kind: string, count: number): void
+  /** Use-events not written: the queue was full or the database kept failing. */
+  credentialEventsDropped(count: number): void
+  /** Expired credential events deleted by the retention sweep. */
+  credentialEventsExpired(count: number): void
   overloaded(): void
   render(): Promise<{ contentType: string, body: string }>
 }
@@ -41,6 +47,9 @@ export function createMetrics (sources: MetricsSources): Metrics {
   const upstreamResponses = new FastCounter('hg_upstream_responses_total', 'Responses from the upstream by status class', ['status_class'], registry)
   const upstreamDuration = new FastHistogram('hg_upstream_duration_seconds', 'Upstream time to response headers', ['status_class'], LATENCY_BUCKETS, registry)
   const lastUsed = new Counter({ name: 'hg_last_used_writes_total', help: 'Credentials whose last_used_at was written', labelNames: ['type'], registers: [registry] })
+  const events = new Counter({ name: 'hg_credential_events_total', help: 'Credential events written by this process, by kind', labelNames: ['kind'], registers: [registry] })
+  const eventsDropped = new Counter({ name: 'hg_credential_events_dropped_total', help: 'Use-events dropped (queue full or writes failing)', registers: [registry] })
+  const eventsExpired = new Counter({ name: 'hg_credential_events_expired_total', help: 'Credential events deleted by the retention sweep', registers: [registry] })
   const overload = new Counter({ name: 'hg_overload_rejections_total', help: 'Requests refused by load shedding (503)', registers: [registry] })
 
   /* eslint-disable no-new -- gauges register themselves and read their sources on scrape */
@@ -93,6 +102,9 @@ export function createMetrics (sources: MetricsSources): Metrics {
       r.duration.observe(seconds)
     },
     lastUsedWrites: (kind, count) => lastUsed.inc({ type: kind }, count),
+    credentialEvents: (kind, count) => events.inc({ kind }, count),
+    credentialEventsDropped: count => eventsDropped.inc(count),
+    credentialEventsExpired: count => eventsExpired.inc(count),
     overloaded: () => overload.inc(),
     async render () {
       return { contentType: registry.contentType, body: await registry.metrics() }
