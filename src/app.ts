@@ -1,5 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { buildAdminApp } from './api/admin.js'
+import { createAudit } from './audit/create-audit.js'
+import type { Retention } from './audit/retention.js'
+import type { UseEventRecorder } from './audit/use-events.js'
 import { SELF_SERVICE_PREFIXES } from './api/self-service.js'
 import type { BcryptPool } from './auth/bcrypt-pool.js'
 import { createAuth } from './auth/create-auth.js'
@@ -34,6 +37,9 @@ export interface Sidecar {
   health: Health
   metrics: Metrics
   lastUsed: LastUsedRecorder
+  /** Refused uses of known credentials, coalesced and written off the request path (docs/DESIGN.md §10). */
+  useEvents: UseEventRecorder
+  retention: Retention
   service: CredentialService
   proxy: FastifyInstance
   ops: FastifyInstance
@@ -63,34 +69,41 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   // With the upstream check on, a pod is not Ready before its app listens.
   const health = createHealth({ db, cache, upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })
   const service = createCredentialService({ db, cache, roles, config })
+  const audit = createAudit(config, { db, log, auth, service, observe: metrics })
+  const { useEvents, retention } = audit
 
   const proxy = await buildProxyApp({
     config,
     log,
     pipeline: auth.pipeline,
     service,
-    onDecision (result, seconds) {
+    onDecision (result, seconds, request) {
       metrics.authDecision(result.kind ?? 'none', result.pass ? 'allow' : 'deny', result.reason, seconds)
-      if (result.pass && result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
+      if (result.pass) {
+        if (result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
+      } else if (result.credential !== undefined) {
+        useEvents.record(result.reason, result.credential, request.ip, request.id)
+      }
     },
     onOverload: metrics.overloaded,
     onUpstreamResponse: metrics.upstream,
     onUpstreamError: metrics.upstreamError
   })
   const ops = buildOpsApp({ log, health, metrics: metrics.render })
-  const admin = await buildAdminApp({ log, service, adminToken: config.adminToken })
+  const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, audit: { listEvents: audit.listEvents, leaks: audit.leaks } })
 
   if (config.database.migrateOnStart) {
     try {
       const res = await migrate(db.pool)
       if (res.applied.length > 0) log.info({ applied: res.applied, version: res.current }, 'migrations applied')
     } catch (err) {
+      await Promise.allSettled([audit.close(), lastUsed.close()])
       await Promise.allSettled([db.close(), cache.close()])
       throw err
     }
   }
 
-  const parts = { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, service, proxy, ops, admin }
+  const parts = { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, proxy, ops, admin }
   let closing: Promise<void> | null = null
   return {
     ...parts,
@@ -106,7 +119,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
         // Readiness answers 503 from here on; in-flight requests finish, new ones are refused.
         health.shuttingDown = true
         await Promise.allSettled([proxy.close(), admin.close()])
-        await lastUsed.close()
+        await Promise.allSettled([lastUsed.close(), audit.close()])
         await ops.close()
         await Promise.allSettled([db.close(), cache.close()])
       })()

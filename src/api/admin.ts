@@ -1,12 +1,14 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import { Type, type Static } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { saneRequestId } from '../http/request-id.js'
 import type { CredentialService } from '../management/service.js'
 import { HG_ERR_ADMIN_UNAUTHORIZED, HG_ERR_NOT_FOUND, hgError } from '../errors.js'
 import { internalFastifyOptions } from '../http/options.js'
 import { errorHandler, sendError } from '../http/reply.js'
 import type { Logger } from '../logger.js'
+import { ActorHeadersSchema, adminActor, registerAuditRoutes, type AuditRoutesOptions } from './admin-audit.js'
 
 const Uuid = Type.String({ format: 'uuid' })
 const Iso = Type.String({ format: 'date-time' })
@@ -88,12 +90,16 @@ export interface AdminOptions {
   service: CredentialService
   /** When set, required as `Authorization: Bearer <token>` on every admin route. */
   adminToken: string | null
+  /** The audit trail and leak-report routes (docs/DESIGN.md §10). */
+  audit?: AuditRoutesOptions
 }
 
 /** The admin API (docs/DESIGN.md §5): what the Settings page calls; bound to 127.0.0.1 by default. */
 export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     ...internalFastifyOptions(opts.log),
+    // The caller's X-Request-Id when sane: the audit trail records it.
+    genReqId: req => saneRequestId(req.headers['x-request-id']) ?? randomUUID(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } }
   })
   app.setErrorHandler(errorHandler)
@@ -121,9 +127,9 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
   const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 503: ErrorSchema }
 
   app.post<{ Body: CreatePatBody }>('/admin/personal-access-tokens', {
-    schema: { summary: 'Create a personal access token; the secret is returned once', body: CreatePatBodySchema, response: { 201: CreatedSchema, ...errors } }
+    schema: { summary: 'Create a personal access token; the secret is returned once', headers: ActorHeadersSchema, body: CreatePatBodySchema, response: { 201: CreatedSchema, ...errors } }
   }, async (request, reply) => {
-    const created = await opts.service.createPat(request.body)
+    const created = await opts.service.createPat(request.body, adminActor(request))
     return reply.code(201).send(created)
   })
 
@@ -132,16 +138,16 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
   }, async request => opts.service.listPats(request.query.userId, request.query.orgId ?? null))
 
   app.delete<{ Params: { id: string } }>('/admin/personal-access-tokens/:id', {
-    schema: { summary: 'Revoke a token at once, on every replica', params: IdParams, response: { 204: Type.Null(), ...errors } }
+    schema: { summary: 'Revoke a token at once, on every replica', headers: ActorHeadersSchema, params: IdParams, response: { 204: Type.Null(), ...errors } }
   }, async (request, reply) => {
-    await opts.service.revokePat(request.params.id)
+    await opts.service.revokePat(request.params.id, adminActor(request))
     return reply.code(204).send()
   })
 
   app.post<{ Body: CreateApiKeyBody }>('/admin/api-keys', {
-    schema: { summary: 'Create an org API key; the secret is returned once', body: CreateApiKeyBodySchema, response: { 201: CreatedSchema, ...errors } }
+    schema: { summary: 'Create an org API key; the secret is returned once', headers: ActorHeadersSchema, body: CreateApiKeyBodySchema, response: { 201: CreatedSchema, ...errors } }
   }, async (request, reply) => {
-    const created = await opts.service.createApiKey(request.body)
+    const created = await opts.service.createApiKey(request.body, adminActor(request))
     return reply.code(201).send(created)
   })
 
@@ -150,11 +156,13 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
   }, async request => opts.service.listApiKeys(request.query.orgId))
 
   app.delete<{ Params: { id: string } }>('/admin/api-keys/:id', {
-    schema: { summary: 'Revoke an API key at once', params: IdParams, response: { 204: Type.Null(), ...errors } }
+    schema: { summary: 'Revoke an API key at once', headers: ActorHeadersSchema, params: IdParams, response: { 204: Type.Null(), ...errors } }
   }, async (request, reply) => {
-    await opts.service.revokeApiKey(request.params.id)
+    await opts.service.revokeApiKey(request.params.id, adminActor(request))
     return reply.code(204).send()
   })
+
+  if (opts.audit !== undefined) registerAuditRoutes(app, opts.audit)
 
   app.get('/admin/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 

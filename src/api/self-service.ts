@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { ActorType, type Actor } from '../audit/events.js'
 import type { Principal } from '../auth/principal.js'
 import type { CredentialService, PatView } from '../management/service.js'
 import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY } from '../errors.js'
@@ -16,6 +17,17 @@ function json (reply: FastifyReply, body: unknown): FastifyReply {
 
 function principalOf (request: FastifyRequest): Principal | null {
   return request.hg?.principal ?? null
+}
+
+/** The audit trail's actor: the credential that authenticated the call (and its user, for a PAT). */
+function selfActor (request: FastifyRequest, p: Principal): Actor {
+  return {
+    type: ActorType.selfService,
+    id: p.credentialId,
+    clientIp: request.ip,
+    requestId: request.id,
+    detail: { actorCredentialType: p.type, actorUserId: p.userId }
+  }
 }
 
 function notFound (reply: FastifyReply): FastifyReply {
@@ -60,7 +72,7 @@ export function registerSelfService (app: FastifyInstance, { service }: SelfServ
     // Someone else's token without tokens:manage, or another org's: 404, not 403 (existence is not revealed).
     const own = tok !== null && p.userId !== null && tok.userId === p.userId
     if (tok === null || tok.orgId !== p.orgId || !(own || p.permissions.includes('tokens:manage'))) return notFound(reply)
-    await service.revokePat(id)
+    await service.revokePat(id, selfActor(request, p))
     return reply.code(204).send()
   })
 
@@ -80,7 +92,7 @@ export function registerSelfService (app: FastifyInstance, { service }: SelfServ
     if (!UUID.test(id)) return notFound(reply)
     const key = await service.getApiKey(id)
     if (key === null || key.orgId !== p.orgId) return notFound(reply)
-    await service.revokeApiKey(id)
+    await service.revokeApiKey(id, selfActor(request, p))
     return reply.code(204).send()
   })
 

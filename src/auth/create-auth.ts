@@ -9,13 +9,16 @@ import { createPatAuthenticator } from './authenticators/pat.js'
 import { createBcryptPool, type BcryptPool } from './bcrypt-pool.js'
 import { createLastUsedRecorder, type LastUsedRecorder } from './last-used.js'
 import { createMemo, type Memo } from './memo.js'
-import { createPipeline, type Pipeline } from './pipeline.js'
+import { createPipeline, type Pipeline, type PipelineDeps } from './pipeline.js'
 import { createPolicy } from './policy.js'
 import { createRoleTable, type RoleTable } from './principal.js'
 import { createFailureLimiter } from './rate-limit.js'
 
 export interface Auth {
   pipeline: Pipeline
+  /** The authenticators the pipeline uses: leak reports verify with the very same. */
+  authenticatePat: PipelineDeps['authenticatePat']
+  authenticateApiKey: PipelineDeps['authenticateApiKey']
   memo: Memo
   bcrypt: BcryptPool
   roles: RoleTable
@@ -53,23 +56,25 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
   }
   const roles = createRoleTable(config.roles)
   const inFlight = { maxInFlight: config.database.stateQueriesInFlight }
+  const authenticatePat = createPatAuthenticator({
+    memo,
+    bcrypt,
+    cache,
+    roles,
+    loadCandidates: prefix => patCandidates(db, prefix),
+    states: createBatcher(ids => patStates(db, ids), inFlight),
+    onMemo: observe?.memo
+  })
+  const authenticateApiKey = createApiKeyAuthenticator({
+    roles,
+    states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), inFlight)
+  })
   const pipeline = createPipeline({
     policy: createPolicy(config, deps.localPrefixes),
     limiter: createFailureLimiter(config.auth.rateLimit),
     apiKeys: config.auth.apiKeys,
-    authenticatePat: createPatAuthenticator({
-      memo,
-      bcrypt,
-      cache,
-      roles,
-      loadCandidates: prefix => patCandidates(db, prefix),
-      states: createBatcher(ids => patStates(db, ids), inFlight),
-      onMemo: observe?.memo
-    }),
-    authenticateApiKey: createApiKeyAuthenticator({
-      roles,
-      states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), inFlight)
-    })
+    authenticatePat,
+    authenticateApiKey
   })
   // docs/DESIGN.md §2 step 9: off the request path, coalesced, batched.
   const lastUsed = createLastUsedRecorder({
@@ -81,5 +86,5 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     },
     onError: err => deps.log.warn({ err }, 'last_used_at write failed')
   })
-  return { pipeline, memo, bcrypt, roles, lastUsed }
+  return { pipeline, authenticatePat, authenticateApiKey, memo, bcrypt, roles, lastUsed }
 }

@@ -6,7 +6,7 @@ import {
 } from '../errors.js'
 import type { Requester } from './bcrypt-pool.js'
 import { extractCredential, type CredentialSource } from './credential-header.js'
-import { Reason, REASON_ERROR, type AuthResult } from './outcome.js'
+import { Reason, REASON_ERROR, type AuthResult, type CredentialRef } from './outcome.js'
 import { checkPath } from './path-guard.js'
 import type { Policy, PolicyDecision } from './policy.js'
 import type { Principal } from './principal.js'
@@ -45,6 +45,8 @@ export interface Refusal {
   retryAfter?: number
   /** What went wrong inside, for the log; never sent to the client. */
   cause?: unknown
+  /** The credential refused for its state, its secret verified (the audit trail's use-events). */
+  credential?: CredentialRef
 }
 
 export type PipelineResult = Pass | Refusal
@@ -88,9 +90,11 @@ function unavailable (cred: ParsedCredential, err: unknown): Refusal {
 export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authenticated | Promise<Authenticated> {
   const { limiter } = deps
   const ip = req.ip
-  const refuse = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null): Refusal => {
+  const refuse = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null, credential?: CredentialRef): Refusal => {
     if (error.status === 401) limiter.fail(ip)
-    return refusal(reason, error, kind, prefix)
+    const r = refusal(reason, error, kind, prefix)
+    if (credential !== undefined) r.credential = credential
+    return r
   }
 
   const wait = limiter.blocked(ip)
@@ -115,7 +119,7 @@ export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authent
   return pending.then(
     (result): Authenticated => result.ok
       ? { ok: true, principal: result.principal, source, kind: cred.kind, prefix: cred.prefix, passthrough: false }
-      : refuse(result.reason, result.error, cred.kind, cred.prefix),
+      : refuse(result.reason, result.error, cred.kind, cred.prefix, result.credential),
     (err: unknown) => unavailable(cred, err)
   )
 }

@@ -13,7 +13,7 @@ declare module 'fastify' {
 
 export interface AuthHookOptions {
   pipeline: Pipeline
-  onDecision?: (result: PipelineResult, seconds: number) => void
+  onDecision?: (result: PipelineResult, seconds: number, request: FastifyRequest) => void
 }
 
 function refuse (reply: FastifyReply, result: Refusal): FastifyReply {
@@ -32,7 +32,7 @@ export function registerAuthHook (app: FastifyInstance, opts: AuthHookOptions): 
   const onDecision = opts.onDecision
 
   function settle (request: FastifyRequest, reply: FastifyReply, result: PipelineResult, start: number, done: (err?: Error) => void): void {
-    onDecision?.(result, (performance.now() - start) / 1000)
+    onDecision?.(result, (performance.now() - start) / 1000, request)
     if (result.pass) {
       // The pass result carries every RequestAuth field: no copy per request.
       request.hg = result

@@ -1,11 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError } from 'commander'
+import { ActorType, DEFAULT_EVENT_LIMIT, EVENT_KINDS, MAX_EVENT_LIMIT, escapeText, safeJson, type Actor, type CredentialEvent, type EventFilter, type EventKind } from '../audit/events.js'
 import { ConfigError, loadConfig } from '../config/load.js'
 import type { Config } from '../config/schema.js'
-import { createCredentialService, type CreatedCredential, type CredentialService, type PatView } from '../management/service.js'
+import { createCredentialService, parseDuration, requireUuid, type CreatedCredential, type CredentialService, type PatView } from '../management/service.js'
 import { createLogger } from '../logger.js'
+import { listEvents } from '../store/events.js'
 import { migrate } from '../store/migrate.js'
 import { DatabaseConfigError, openStore, resolveDatabase, type Store } from '../store/open.js'
 
@@ -38,6 +40,63 @@ async function withStore<T> (fn: (store: Store, cfg: Config) => Promise<T>): Pro
 
 function service (store: Store, cfg: Config): CredentialService {
   return createCredentialService({ db: store.db, cache: store.cache, config: cfg })
+}
+
+/** The audit trail's actor of a CLI command: the operating-system user running it. */
+function cliActor (): Actor {
+  let id: string | null = null
+  try {
+    id = userInfo().username
+  } catch {}
+  return { type: ActorType.cli, id }
+}
+
+function parseSince (text: string): Date {
+  const t = text.trim()
+  if (/^\d{1,6}[mhdwy]$/.test(t)) return new Date(Date.now() - parseDuration(t))
+  const at = Date.parse(t)
+  if (Number.isNaN(at)) throw new UsageError(`--since must be an ISO 8601 date-time or a duration such as 24h or 7d (got ${JSON.stringify(t.slice(0, 40))})`)
+  return new Date(at)
+}
+
+export interface EventsListOptions {
+  credentialId?: string
+  orgId?: string
+  userId?: string
+  kind?: string
+  since?: string
+  limit?: string
+  json?: boolean
+}
+
+export function eventFilter (o: EventsListOptions): EventFilter {
+  const limit = o.limit === undefined ? DEFAULT_EVENT_LIMIT : Number(o.limit)
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_EVENT_LIMIT) throw new UsageError(`--limit must be a whole number from 1 to ${MAX_EVENT_LIMIT}`)
+  const filter: EventFilter = { limit }
+  if (o.credentialId !== undefined) filter.credentialId = requireUuid(o.credentialId, 'credential-id')
+  if (o.orgId !== undefined) filter.orgId = requireUuid(o.orgId, 'org-id')
+  if (o.userId !== undefined) filter.userId = requireUuid(o.userId, 'user-id')
+  if (o.kind !== undefined) {
+    if (!(EVENT_KINDS as readonly string[]).includes(o.kind)) throw new UsageError(`--kind must be one of ${EVENT_KINDS.join(', ')}`)
+    filter.kind = o.kind as EventKind
+  }
+  if (o.since !== undefined) filter.since = parseSince(o.since)
+  return filter
+}
+
+/** One line per event, every stored string escaped: no control or bidi character reaches the terminal raw. */
+export function formatEvents (rows: readonly CredentialEvent[], json: boolean): string {
+  if (json) return safeJson(rows) + '\n'
+  if (rows.length === 0) return 'no events\n'
+  return rows.map(e => {
+    const actor = e.actorType === null ? '-' : e.actorId === null ? e.actorType : `${e.actorType}:${e.actorId}`
+    const fields = [
+      e.at, e.kind.padEnd(20), e.credentialType.padEnd(7), e.prefix ?? '-', e.credentialId ?? '-',
+      `actor=${actor}`, `ip=${e.clientIp ?? '-'}`, `req=${e.requestId ?? '-'}`
+    ]
+    if (e.detail !== null) fields.push(JSON.stringify(e.detail))
+    return escapeText(fields.join('  ')) + '\n'
+  }).join('')
 }
 
 function splitList (v: string | undefined): string[] | undefined {
@@ -151,7 +210,7 @@ export function buildCli (): Command {
           expiresAt: o.expiresAt,
           noExpiry: !o.expiry,
           permissions: splitList(o.permissions) ?? null
-        })
+        }, cliActor())
         printCreated(created, o.json === true, 'Personal access token')
       })
     })
@@ -168,7 +227,7 @@ export function buildCli (): Command {
     .argument('<id>', 'token id')
     .action(async (id: string) => {
       await withStore(async (store, cfg) => {
-        const r = await service(store, cfg).revokePat(id)
+        const r = await service(store, cfg).revokePat(id, cliActor())
         process.stdout.write(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}\n`)
       })
     })
@@ -191,7 +250,7 @@ export function buildCli (): Command {
           expiresIn: o.expiresIn,
           expiresAt: o.expiresAt,
           noExpiry: !o.expiry
-        })
+        }, cliActor())
         printCreated(created, o.json === true, 'API key', { role: created.role })
       })
     })
@@ -217,8 +276,25 @@ export function buildCli (): Command {
     .argument('<id>', 'key id')
     .action(async (id: string) => {
       await withStore(async (store, cfg) => {
-        const r = await service(store, cfg).revokeApiKey(id)
+        const r = await service(store, cfg).revokeApiKey(id, cliActor())
         process.stdout.write(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}\n`)
+      })
+    })
+
+  program.command('events').description('the credential audit trail')
+    .command('list')
+    .description('credential events, newest first (created, revoked, used after revoke/expiry, leak reported, ...)')
+    .option('--credential-id <uuid>', 'events of one token or key')
+    .option('--org-id <uuid>', "events of an org's credentials")
+    .option('--user-id <uuid>', "events of a user's tokens")
+    .option('--kind <kind>', `one of ${EVENT_KINDS.join(', ')}`)
+    .option('--since <when>', 'ISO 8601 date-time, or a duration back from now such as 24h or 7d')
+    .option('--limit <n>', `at most this many (default ${DEFAULT_EVENT_LIMIT}, max ${MAX_EVENT_LIMIT})`)
+    .option('--json', 'print JSON')
+    .action(async (o: EventsListOptions) => {
+      const filter = eventFilter(o)
+      await withStore(async store => {
+        process.stdout.write(formatEvents(await listEvents(store.db, filter), o.json === true))
       })
     })
 

@@ -91,6 +91,15 @@ export const ConfigSchema = Type.Object({
       minIntervalSeconds: NonNegativeInt
     }, { additionalProperties: false })
   }, { additionalProperties: false }),
+  audit: Type.Object({
+    retentionDays: NonNegativeInt,
+    retentionSweepIntervalSeconds: PositiveInt,
+    useEvents: Type.Object({
+      flushIntervalMs: PositiveInt,
+      minIntervalSeconds: PositiveInt,
+      maxPending: PositiveInt
+    }, { additionalProperties: false })
+  }, { additionalProperties: false }),
   tokens: Type.Object({
     defaultLifetimeDays: PositiveInt,
     maxLifetimeDays: PositiveInt,
@@ -128,7 +137,8 @@ export const ENV_KEYS = {
   ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
   LOG_LEVEL: { key: 'logLevel', type: 'string' },
   BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' },
-  BCRYPT_CONCURRENCY: { key: 'auth.bcryptConcurrency', type: 'int' }
+  BCRYPT_CONCURRENCY: { key: 'auth.bcryptConcurrency', type: 'int' },
+  AUDIT_RETENTION_DAYS: { key: 'audit.retentionDays', type: 'int' }
 } as const
 
 export type EnvKey = keyof typeof ENV_KEYS

@@ -1,6 +1,8 @@
+import { EventKind, eventFrom, safeText, SYSTEM_ACTOR, type Actor, type CredentialRef } from '../audit/events.js'
 import { createRoleTable, type RoleTable } from '../auth/principal.js'
 import type { Config } from '../config/schema.js'
 import { hgError, HG_ERR_MGMT_INVALID, HG_ERR_MGMT_NOT_FOUND } from '../errors.js'
+import { insertEvent } from '../store/events.js'
 import type { Db } from '../store/postgres.js'
 import type { PrefixCache } from '../store/prefix-cache.js'
 import * as q from '../store/queries.js'
@@ -173,15 +175,16 @@ export function apiKeyView (r: q.ApiKeyRecord): ApiKeyView {
 /** The permission a creator needs for an API key (docs/DESIGN.md §1: the creator's role bounds the key's). */
 export const KEY_CREATOR_PERMISSION = 'api-keys:manage'
 
+/** Creating and revoking record a credential event (DESIGN.md 10) naming `actor` (default: the sidecar itself). */
 export interface CredentialService {
-  createPat(input: CreatePatInput): Promise<CreatedCredential>
+  createPat(input: CreatePatInput, actor?: Actor): Promise<CreatedCredential>
   listPats(userId: string, orgId?: string | null): Promise<PatView[]>
   getPat(id: string): Promise<PatView | null>
-  revokePat(id: string): Promise<PatView>
-  createApiKey(input: CreateApiKeyInput): Promise<CreatedApiKey>
+  revokePat(id: string, actor?: Actor): Promise<PatView>
+  createApiKey(input: CreateApiKeyInput, actor?: Actor): Promise<CreatedApiKey>
   listApiKeys(orgId: string): Promise<ApiKeyView[]>
   getApiKey(id: string): Promise<ApiKeyView | null>
-  revokeApiKey(id: string): Promise<ApiKeyView>
+  revokeApiKey(id: string, actor?: Actor): Promise<ApiKeyView>
 }
 
 export interface CredentialServiceDeps {
@@ -202,8 +205,13 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
     await deps.cache?.invalidate(prefix)
   }
 
+  /** Awaited: a failed write fails the call, and a retry records it (revocation is idempotent, the event kept once). */
+  async function audit (kind: typeof EventKind.created | typeof EventKind.revoked, credential: CredentialRef, actor: Actor | undefined, at: Date, detail: Record<string, unknown> | null = null): Promise<void> {
+    await insertEvent(db, eventFrom(kind, credential, actor ?? SYSTEM_ACTOR, detail, at))
+  }
+
   return {
-    async createPat (input) {
+    async createPat (input, actor) {
       const userId = requireUuid(input.userId, 'user-id')
       const orgId = requireUuid(input.orgId, 'org-id')
       const name = validateName(input.name)
@@ -222,6 +230,7 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       const secretHash = await hashPat(token, config.auth.bcryptCost)
       const rec = await q.insertPat(db, { userId, orgId, name, prefix, secretHash, permissions, expiresAt })
       await invalidate(prefix)
+      await audit(EventKind.created, { type: 'pat', id: rec.id, prefix, orgId, userId }, actor, rec.createdAt, { name: safeText(name), expiresAt: iso(rec.expiresAt), permissions })
       return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, warnings }
     },
     async listPats (userId, orgId = null) {
@@ -232,13 +241,14 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       const rec = await q.getPat(db, requireUuid(id, 'id'))
       return rec === null ? null : patView(rec)
     },
-    async revokePat (id) {
+    async revokePat (id, actor) {
       const rec = await q.revokePat(db, requireUuid(id, 'id'))
       if (rec === null) throw hgError(HG_ERR_MGMT_NOT_FOUND, 'no such token')
       await invalidate(rec.prefix)
+      await audit(EventKind.revoked, { type: 'pat', id: rec.id, prefix: rec.prefix, orgId: rec.orgId, userId: rec.userId }, actor, rec.revokedAt ?? new Date())
       return patView(rec)
     },
-    async createApiKey (input) {
+    async createApiKey (input, actor) {
       const orgId = requireUuid(input.orgId, 'org-id')
       const createdBy = requireUuid(input.createdBy, 'created-by')
       const name = validateName(input.name)
@@ -258,6 +268,7 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       if (roles.rank(input.role) > roles.rank(m.role)) throw invalid(`${article(m.role)} cannot create a key with the higher role ${input.role}`)
       const { token, prefix } = generateCredential('api_key')
       const rec = await q.insertApiKey(db, { orgId, createdBy, name, prefix, sha256: sha256(token), role: input.role, permissions, expiresAt })
+      await audit(EventKind.created, { type: 'api_key', id: rec.id, prefix, orgId, userId: null }, actor, rec.createdAt, { name: safeText(name), expiresAt: iso(rec.expiresAt), permissions, role: rec.role, createdBy })
       return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, role: rec.role, warnings }
     },
     async listApiKeys (orgId) {
@@ -267,9 +278,10 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       const rec = await q.getApiKey(db, requireUuid(id, 'id'))
       return rec === null ? null : apiKeyView(rec)
     },
-    async revokeApiKey (id) {
+    async revokeApiKey (id, actor) {
       const rec = await q.revokeApiKey(db, requireUuid(id, 'id'))
       if (rec === null) throw hgError(HG_ERR_MGMT_NOT_FOUND, 'no such API key')
+      await audit(EventKind.revoked, { type: 'api_key', id: rec.id, prefix: rec.prefix, orgId: rec.orgId, userId: null }, actor, rec.revokedAt ?? new Date())
       return apiKeyView(rec)
     }
   }

@@ -15,6 +15,12 @@ export interface Metrics {
   /** A 502 or 504 the sidecar answered because the upstream refused the connection or timed out. */
   upstreamError(error: 'refused' | 'timeout'): void
   lastUsedWrites(kind: string, count: number): void
+  /** Rows written to credential_events, by kind. */
+  credentialEvents(kind: string, count: number): void
+  /** Use-events not written: the queue was full or the database kept failing. */
+  credentialEventsDropped(count: number): void
+  /** Expired credential events deleted by the retention sweep. */
+  credentialEventsExpired(count: number): void
   overloaded(): void
   render(): Promise<{ contentType: string, body: string }>
 }
@@ -74,6 +80,9 @@ export function createMetrics (sources: MetricsSources): Metrics {
   const upstreamDuration = new FastHistogram('hg_upstream_duration_seconds', 'Upstream time to response headers', ['status_class'], LATENCY_BUCKETS, registry)
   const upstreamErrors = new FastCounter('hg_upstream_errors_total', 'Requests answered 502 (upstream refused) or 504 (upstream timed out) by the sidecar', ['error'], registry)
   const lastUsed = new Counter({ name: 'hg_last_used_writes_total', help: 'Credentials whose last_used_at was written', labelNames: ['type'], registers: [registry] })
+  const events = new Counter({ name: 'hg_credential_events_total', help: 'Credential events written by this process, by kind', labelNames: ['kind'], registers: [registry] })
+  const eventsDropped = new Counter({ name: 'hg_credential_events_dropped_total', help: 'Use-events dropped (queue full or writes failing)', registers: [registry] })
+  const eventsExpired = new Counter({ name: 'hg_credential_events_expired_total', help: 'Credential events deleted by the retention sweep', registers: [registry] })
   const overload = new Counter({ name: 'hg_overload_rejections_total', help: 'Requests refused by load shedding (503)', registers: [registry] })
 
   /* eslint-disable no-new -- gauges register themselves and read their sources on scrape */
@@ -158,6 +167,9 @@ export function createMetrics (sources: MetricsSources): Metrics {
     },
     upstreamError: error => upstreamErrors.child(error).inc(),
     lastUsedWrites: (kind, count) => lastUsed.inc({ type: kind }, count),
+    credentialEvents: (kind, count) => events.inc({ kind }, count),
+    credentialEventsDropped: count => eventsDropped.inc(count),
+    credentialEventsExpired: count => eventsExpired.inc(count),
     overloaded: () => overload.inc(),
     async render () {
       return { contentType: registry.contentType, body: await registry.metrics() }

@@ -67,7 +67,7 @@ t.test('admin API: bearer required when ADMIN_TOKEN is set; create, list, revoke
   t.equal(doc.statusCode, 200)
   const spec = doc.json<{ openapi: string, paths: Record<string, Record<string, unknown>> }>()
   t.match(spec.openapi, /^3\./)
-  t.same(Object.keys(spec.paths).sort(), ['/admin/api-keys', '/admin/api-keys/{id}', '/admin/personal-access-tokens', '/admin/personal-access-tokens/{id}'])
+  t.same(Object.keys(spec.paths).sort(), ['/admin/api-keys', '/admin/api-keys/{id}', '/admin/credential-events', '/admin/leaked-credentials', '/admin/personal-access-tokens', '/admin/personal-access-tokens/{id}'])
   t.same(Object.keys(spec.paths['/admin/personal-access-tokens'] ?? {}).sort(), ['get', 'post'])
   t.same(Object.keys(spec.paths['/admin/api-keys/{id}'] ?? {}).sort(), ['delete'])
 })

@@ -2,7 +2,7 @@ import { hash } from 'node:crypto'
 import type { ParsedCredential } from '../../credentials/format.js'
 import type { Batcher } from '../../store/batcher.js'
 import type { ApiKeyState } from '../../store/queries.js'
-import { fail, Reason, type AuthResult } from '../outcome.js'
+import { fail, Reason, refuseKnown, type AuthResult } from '../outcome.js'
 import type { RoleTable } from '../principal.js'
 
 export interface ApiKeyAuthenticatorDeps {
@@ -17,8 +17,10 @@ export function createApiKeyAuthenticator (deps: ApiKeyAuthenticatorDeps): (cred
     // One-shot digest straight to hex (the batch key): no Hash object, no Buffer.
     const state = await deps.states.load(hash('sha256', cred.value, 'hex'))
     if (state === undefined) return fail(Reason.unknown)
-    if (state.revoked) return fail(Reason.revoked)
-    if (state.expired) return fail(Reason.expired)
+    if (state.revoked || state.expired) {
+      const ref = { type: 'api_key', id: state.id, prefix: state.prefix, orgId: state.orgId, userId: null } as const
+      return refuseKnown(state.revoked ? Reason.revoked : Reason.expired, ref)
+    }
     const eff = deps.roles.effective(state.role, state.permissions)
     return {
       ok: true,

@@ -4,7 +4,7 @@ import type { Candidate, PrefixCache } from '../../store/prefix-cache.js'
 import type { PatState } from '../../store/queries.js'
 import { isGone, type BcryptPool, type Requester } from '../bcrypt-pool.js'
 import type { Memo } from '../memo.js'
-import { fail, Reason, type AuthResult } from '../outcome.js'
+import { fail, Reason, refuseKnown, type AuthResult } from '../outcome.js'
 import type { RoleTable } from '../principal.js'
 
 export interface PatAuthenticatorDeps {
@@ -59,11 +59,15 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     return any ? Reason.badSecret : Reason.unknown
   }
 
+  function known (reason: 'revoked' | 'expired' | 'suspended' | 'not_member', state: PatState): AuthResult {
+    return refuseKnown(reason, { type: 'pat', id: state.id, prefix: state.prefix, orgId: state.orgId, userId: state.userId })
+  }
+
   function decide (state: PatState): AuthResult {
-    if (state.revoked) return fail(Reason.revoked)
-    if (state.userStatus !== 'active') return fail(Reason.suspended)
-    if (state.role === null) return fail(Reason.notMember)
-    if (state.expired) return fail(Reason.expired)
+    if (state.revoked) return known(Reason.revoked, state)
+    if (state.userStatus !== 'active') return known(Reason.suspended, state)
+    if (state.role === null) return known(Reason.notMember, state)
+    if (state.expired) return known(Reason.expired, state)
     const eff = roles.effective(state.role, state.permissions)
     return {
       ok: true,

@@ -67,5 +67,35 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_org_idx ON api_keys (org_id);
 `
+  },
+  {
+    version: 2,
+    name: 'credential events',
+    // No foreign keys: the trail outlives the credentials, users and orgs it names.
+    // created and revoked happen once per credential; the unique index makes a
+    // retried management call record them once.
+    sql: `
+CREATE TABLE credential_events (
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT now(),
+  kind text NOT NULL,
+  credential_type text NOT NULL,
+  credential_id uuid NULL,
+  prefix char(10) NULL,
+  org_id uuid NULL,
+  user_id uuid NULL,
+  actor_type text NULL,
+  actor_id text NULL,
+  client_ip text NULL,
+  request_id text NULL,
+  detail jsonb NULL
+);
+CREATE INDEX credential_events_at_idx ON credential_events (at DESC, id DESC);
+CREATE INDEX credential_events_credential_idx ON credential_events (credential_id, at DESC, id DESC);
+CREATE INDEX credential_events_org_idx ON credential_events (org_id, at DESC, id DESC);
+CREATE INDEX credential_events_user_idx ON credential_events (user_id, at DESC, id DESC);
+CREATE INDEX credential_events_kind_idx ON credential_events (kind, at DESC, id DESC);
+CREATE UNIQUE INDEX credential_events_once_idx ON credential_events (credential_id, kind) WHERE kind IN ('created', 'revoked');
+`
   }
 ]
