@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { createAssertionSigner, loadAssertionKeys, type AssertionSigner } from './auth/assertion.js'
+import { registerAssertionHook } from './auth/assertion-hook.js'
 import { createApiKeyAuthenticator } from './auth/authenticators/api-key.js'
 import { createPatAuthenticator } from './auth/authenticators/pat.js'
 import { createBcryptPool, type BcryptPool } from './auth/bcrypt-pool.js'
@@ -45,6 +47,8 @@ export interface Sidecar {
   metrics: Metrics
   lastUsed: LastUsedRecorder
   service: CredentialService
+  /** Signs x-hg-assertion (DESIGN.md 9); null when assertion.enabled is false. */
+  assertion: AssertionSigner | null
   proxy: FastifyInstance
   ops: FastifyInstance
   admin: FastifyInstance
@@ -96,11 +100,26 @@ function hasOverloadLimits (config: Config): boolean {
   return o.maxEventLoopDelayMs > 0 || o.maxEventLoopUtilization > 0 || o.maxHeapUsedBytes > 0 || o.maxRssBytes > 0
 }
 
+/** The assertion signer when enabled: its keys read (or generated) before anything else starts, so a bad key file fails fast. */
+async function createAssertion (config: Config, log: Logger): Promise<AssertionSigner | null> {
+  const a = config.assertion
+  if (!a.enabled) return null
+  if (a.audience === null) throw new Error('assertion.audience is required when assertion.enabled is true')
+  const keys = await loadAssertionKeys(a.keyFile)
+  if (keys.generated) {
+    log.info({ kid: keys.signing.kid }, 'assertion signing key generated at start (no assertion.keyFile): this process publishes it alone')
+  } else {
+    log.info({ kid: keys.signing.kid, published: keys.published.map(k => k.kid) }, 'assertion signing key loaded')
+  }
+  return createAssertionSigner({ keys, issuer: a.issuer, audience: a.audience, ttlSeconds: a.ttlSeconds, maxEntries: a.cacheMaxEntries })
+}
+
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
   const log = options.logger ?? createLogger(config.logLevel)
   if (config.database.url === null) throw new Error('createSidecar needs database.url (the embedded database is resolved by the server)')
   if (config.upstream.url === null) throw new Error('createSidecar needs upstream.url (the demo upstream is resolved by the server)')
   const upstreamUrl = config.upstream.url
+  const assertion = await createAssertion(config, log)
 
   const db = createDb({
     url: config.database.url,
@@ -209,6 +228,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
       if (result.pass && result.principal !== null) lastUsed.record(result.principal.type, result.principal.credentialId)
     }
   })
+  if (assertion !== null) registerAssertionHook(proxy, assertion)
   registerSelfService(proxy, { service })
   // One line per request at info level. The level is fixed for the process, so below
   // info the hook is not registered at all (one hook less per request).
@@ -241,7 +261,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     onUpstreamResponse: metrics.upstream
   })
 
-  const ops = buildOpsApp({ log, health, metrics: metrics.render })
+  const ops = buildOpsApp({ log, health, metrics: metrics.render, ...(assertion === null ? {} : { jwks: assertion.jwks }) })
   const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, errorHandler })
 
   if (config.database.migrateOnStart) {
@@ -268,6 +288,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     metrics,
     lastUsed,
     service,
+    assertion,
     proxy,
     ops,
     admin,

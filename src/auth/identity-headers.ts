@@ -9,7 +9,8 @@ export const IdentityHeader = {
   credentialId: 'x-hg-credential-id',
   credentialPrefix: 'x-hg-credential-prefix',
   tokenExpires: 'x-hg-token-expires',
-  requiredPermission: 'x-hg-required-permission'
+  requiredPermission: 'x-hg-required-permission',
+  assertion: 'x-hg-assertion'
 } as const
 
 /** The contract's identity headers (DESIGN.md 2.8), set on a header object already stripped of x-hg-*. */
@@ -21,6 +22,11 @@ export function setIdentityHeaders (headers: Record<string, string | string[] | 
   headers[IdentityHeader.permissions] = p.permissionsHeader
   headers[IdentityHeader.credentialId] = p.credentialId
   headers[IdentityHeader.credentialPrefix] = p.prefix
+}
+
+/** DESIGN.md 9: the signed assertion of the same principal, when one was made. */
+export function setAssertionHeader (headers: Record<string, string | string[] | undefined>, assertion: string | undefined): void {
+  if (assertion !== undefined) headers[IdentityHeader.assertion] = assertion
 }
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/

@@ -15,6 +15,8 @@ export interface RequestAuth {
   principal: Principal | null
   decision: PolicyDecision | null
   credentialSource: CredentialSource | null
+  /** The signed identity assertion for the upstream (DESIGN.md 9), when enabled. */
+  assertion?: string
 }
 
 declare module 'fastify' {

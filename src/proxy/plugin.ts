@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import httpProxy from '@fastify/http-proxy'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { IdentityHeader, setIdentityHeaders } from '../auth/identity-headers.js'
+import { IdentityHeader, setAssertionHeader, setIdentityHeaders } from '../auth/identity-headers.js'
 import { HG_ERR_NOT_FOUND, HG_ERR_UPSTREAM_REFUSED, HG_ERR_UPSTREAM_TIMEOUT, type ErrorDef } from '../errors.js'
 
 export interface ProxyOptions {
@@ -54,6 +54,7 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
       if (typeof auth === 'string' && /^bearer\s+hg_/i.test(auth)) delete headers.authorization
     }
     if (hg?.principal != null) setIdentityHeaders(headers, hg.principal)
+    setAssertionHeader(headers, hg?.assertion)
     headers['x-forwarded-for'] = forwardedFor(request, opts.trustProxy)
     headers['x-forwarded-proto'] = request.protocol
     const host = request.headers.host
@@ -85,6 +86,7 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
     const hg = request.hg
     if (hg?.reason === 'passthrough' && hg.credentialSource !== null) headers[hg.credentialSource] = request.headers[hg.credentialSource]
     if (hg?.principal != null) setIdentityHeaders(headers, hg.principal)
+    setAssertionHeader(headers, hg?.assertion)
     headers['x-forwarded-for'] = forwardedFor(request, opts.trustProxy)
     headers['x-forwarded-proto'] = request.protocol
     if (request.headers.host !== undefined) headers['x-forwarded-host'] = request.headers.host
