@@ -348,8 +348,9 @@ async function main () {
       tokenLists.set(name, list)
       await loadgen.call('tokens', { name, list })
     }
-    function overrides ({ db, keyPrefix, auth = {}, logLevel = 'warn' }) {
+    function overrides ({ db, keyPrefix, auth = {}, logLevel = 'warn', assertion = undefined }) {
       return {
+        ...(assertion === undefined ? {} : { assertion }),
         server: { host: '127.0.0.1', port: 0, opsPort: 0, adminPort: 0 },
         upstream: { url: upstreamUrl },
         database: { url: db.url },
@@ -421,6 +422,11 @@ async function main () {
     log('starting sidecars')
     const memoAuth = { memoTtlSeconds: 3600 }
     const hotSc = await startSidecar('sidecar-hot', { db: main, keyPrefix: 'hot', auth: memoAuth, warmList: 'hot' })
+    // Signed x-hg-assertion on every request (issue 21): a key generated at start, default TTL 300 s.
+    const assertSc = await startSidecar('sidecar-assertion', { db: main, keyPrefix: 'assert', auth: memoAuth, assertion: { enabled: true, audience: 'bench' }, warmList: 'hot' })
+    const signed = (await assertSc.call('stats')).assertions
+    if (!(signed > 0)) throw new Error(`sidecar-assertion signed no assertion during its warm-up (${signed})`)
+    log(`  sidecar-assertion: ${signed} assertions signed and cached`)
     const infoSc = await startSidecar('sidecar-info-logs', { db: main, keyPrefix: 'info', auth: memoAuth, logLevel: 'info', logs: false, warmList: 'hot' })
     const floodSc = await startSidecar('sidecar-flood', { db: main, keyPrefix: 'flood', auth: { rateLimit: { maxFailures: 0 } } })
     const coldSc = await startSidecar('sidecar-cold', { db: main, keyPrefix: 'cold', auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
@@ -430,11 +436,12 @@ async function main () {
       { key: 'upstream', label: 'upstream alone (node:http, no proxy)', port: up.port, tokens: 'hot', server: upstream },
       { key: 'baseline', label: 'no-auth proxy (@fastify/http-proxy) = 1.00', port: base.port, tokens: 'hot', server: baseline },
       { key: 'memo', label: 'memoized PAT', port: hotSc.port, tokens: 'hot', counter: hotSc, server: hotSc },
+      { key: 'memoAssert', label: 'memoized PAT, signed identity assertion on', port: assertSc.port, tokens: 'hot', server: assertSc },
       { key: 'apikey', label: 'API key', port: hotSc.port, tokens: 'keys', counter: hotSc, server: hotSc },
-      // The baseline again, right after the two rows it is compared with: each round's
+      // The baseline again, right after the rows it is compared with: each round's
       // reference is the mean of the measurements before and after them, so a drift of
       // the shared machine during the round cancels out instead of landing on one side.
-      { key: 'baselineAfter', label: 'no-auth proxy again (brackets the two rows above)', port: base.port, tokens: 'hot', server: baseline, hidden: true },
+      { key: 'baselineAfter', label: 'no-auth proxy again (brackets the three rows above)', port: base.port, tokens: 'hot', server: baseline, hidden: true },
       { key: 'flood', label: `401 flood (malformed '${MALFORMED}')`, port: floodSc.port, token: MALFORMED, expect: 401, server: floodSc },
       { key: 'memoInfo', label: 'memoized PAT, info-level request logs', port: infoSc.port, tokens: 'hot', server: infoSc },
       { key: 'cold', label: 'cold PAT (memo off: bcrypt every request)', port: coldSc.port, tokens: 'hot', counter: coldSc, server: coldSc },
@@ -502,7 +509,7 @@ async function main () {
       rejections: runs.cold.reduce((a, r) => a + r.rejections, 0)
     }
     report.cold = cold
-    await Promise.all([stopChild(infoSc), stopChild(floodSc), stopChild(coldSc)])
+    await Promise.all([stopChild(assertSc), stopChild(infoSc), stopChild(floodSc), stopChild(coldSc)])
 
     // --- event-loop stall check --------------------------------------------------------------
     // A sidecar with the memo on (all cores) serves a low-rate memoized probe,
@@ -833,6 +840,16 @@ function evaluateTargets (report) {
     t.push({ id: 'T5', text: `Memoized-PAT req/s at ${int(hi.total)} tokens >= 0.9x of that at ${int(lo.total)}`, measured: `${describe(r, rounds)}: ${int(hi.memo.rps)} vs ${int(lo.memo.rps)} req/s`, pass: both(r, rounds, v => v >= 0.9) })
   } else {
     t.push({ id: 'T5', text: 'Memoized-PAT req/s at 1,000,000 tokens >= 0.9x of that at 1,000', measured: '- (run with --scale 1000,100000,1000000)', pass: null })
+  }
+  if (s.memoAssert !== undefined) {
+    const r = ratio(s.memoAssert.rps, s.baseline.rps)
+    const rounds = paired(report.runs.memoAssert, baseRounds)
+    t.push({
+      id: 'T6',
+      text: "Memoized PAT with the signed identity assertion on >= 0.55x the no-auth proxy's req/s",
+      measured: `${describe(r, rounds)}: ${int(s.memoAssert.rps)} vs ${int(s.baseline.rps)} req/s (assertion off: ${int(s.memo.rps)}, ${x(ratio(s.memo.rps, s.baseline.rps))})`,
+      pass: both(r, rounds, v => v >= 0.55)
+    })
   }
   return t
 }

@@ -5,6 +5,8 @@ import type { Retention } from './audit/retention.js'
 import type { UseEventRecorder } from './audit/use-events.js'
 import { SELF_SERVICE_PREFIXES } from './api/self-service.js'
 import type { BcryptPool } from './auth/bcrypt-pool.js'
+import type { AssertionSigner } from './auth/assertion.js'
+import { createAssertion } from './auth/assertion-hook.js'
 import { createAuth } from './auth/create-auth.js'
 import type { LastUsedRecorder } from './auth/last-used.js'
 import type { Memo } from './auth/memo.js'
@@ -41,6 +43,8 @@ export interface Sidecar {
   useEvents: UseEventRecorder
   retention: Retention
   service: CredentialService
+  /** Signs x-hg-assertion (docs/DESIGN.md §9); null when assertion.enabled is false. */
+  assertion: AssertionSigner | null
   proxy: FastifyInstance
   ops: FastifyInstance
   admin: FastifyInstance
@@ -53,6 +57,7 @@ export interface Sidecar {
 /** The composition root: builds every part from the config and wires them. Never listens by itself. */
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
   const log = options.logger ?? createLogger(config.logLevel)
+  const assertion = await createAssertion(config, log)
   const { db, cache } = openStore(config, { log })
   const metrics = createMetrics({
     bcryptQueue: () => auth.bcrypt.queued,
@@ -77,6 +82,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     log,
     pipeline: auth.pipeline,
     service,
+    assertion,
     onDecision (result, seconds, request) {
       metrics.authDecision(result.kind ?? 'none', result.pass ? 'allow' : 'deny', result.reason, seconds)
       if (result.pass) {
@@ -89,7 +95,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     onUpstreamResponse: metrics.upstream,
     onUpstreamError: metrics.upstreamError
   })
-  const ops = buildOpsApp({ log, health, metrics: metrics.render })
+  const ops = buildOpsApp({ log, health, metrics: metrics.render, ...(assertion === null ? {} : { jwks: assertion.jwks }) })
   const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, audit: { listEvents: audit.listEvents, leaks: audit.leaks } })
 
   if (config.database.migrateOnStart) {
@@ -103,7 +109,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     }
   }
 
-  const parts = { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, proxy, ops, admin }
+  const parts = { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, assertion, proxy, ops, admin }
   let closing: Promise<void> | null = null
   return {
     ...parts,

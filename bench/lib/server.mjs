@@ -65,6 +65,7 @@ async function startSidecar ({ overrides }) {
     stateQueries: await stateQueries(),
     compareSeconds,
     memo: sidecar.memo.size,
+    assertions: sidecar.assertion?.size ?? null,
     compares: sidecar.bcrypt.compares,
     rejections: sidecar.bcrypt.rejections,
     bcryptConcurrency: sidecar.bcrypt.concurrency

@@ -12,7 +12,8 @@ export const IdentityHeader = {
   credentialId: 'x-hg-credential-id',
   credentialPrefix: 'x-hg-credential-prefix',
   tokenExpires: 'x-hg-token-expires',
-  requiredPermission: 'x-hg-required-permission'
+  requiredPermission: 'x-hg-required-permission',
+  assertion: 'x-hg-assertion'
 } as const
 
 /** What the auth hook decided for a request: the proxy's headers and the request log read it. */
@@ -23,6 +24,8 @@ export interface RequestAuth {
   principal: Principal | null
   decision: PolicyDecision | null
   credentialSource: CredentialSource | null
+  /** The signed identity assertion for the upstream (docs/DESIGN.md §9), when enabled. */
+  assertion?: string
 }
 
 export type HeaderSet = Record<string, string | string[] | undefined>
@@ -120,6 +123,7 @@ export function upstreamHeaders (headers: HeaderSet, ctx: UpstreamContext): Head
   if (source !== null && keep === null) delete headers[source]
   if (source === null) delete headers['x-api-key']
   if (auth?.principal != null) setIdentityHeaders(headers, auth.principal)
+  if (auth?.assertion !== undefined) headers[IdentityHeader.assertion] = auth.assertion
   headers['x-forwarded-for'] = ctx.forwardedFor
   headers['x-forwarded-proto'] = ctx.proto
   if (ctx.host !== undefined) headers['x-forwarded-host'] = ctx.host

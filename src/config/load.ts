@@ -141,6 +141,9 @@ function checkSemantics (config: Config): void {
       }
     }
   }
+  if (config.assertion.enabled && config.assertion.audience === null) {
+    throw new ConfigError('invalid config: assertion.audience (ASSERTION_AUDIENCE): required when assertion.enabled is true (the upstream checks that an assertion was issued for it)')
+  }
   if (config.tokens.defaultLifetimeDays > config.tokens.maxLifetimeDays) {
     throw new ConfigError('invalid config: tokens.defaultLifetimeDays: must not exceed tokens.maxLifetimeDays')
   }

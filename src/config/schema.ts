@@ -105,6 +105,14 @@ export const ConfigSchema = Type.Object({
     maxLifetimeDays: PositiveInt,
     allowNoExpiry: Type.Boolean()
   }, { additionalProperties: false }),
+  assertion: Type.Object({
+    enabled: Type.Boolean(),
+    issuer: Type.String({ minLength: 1, maxLength: 256 }),
+    audience: Type.Union([Type.String({ minLength: 1, maxLength: 256 }), Type.Null()]),
+    ttlSeconds: Type.Integer({ minimum: 1, maximum: 300 }),
+    keyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+    cacheMaxEntries: PositiveInt
+  }, { additionalProperties: false }),
   roles: Type.Array(RoleSchema, { minItems: 1 }),
   defaultDeny: Type.Boolean(),
   routes: Type.Array(RouteSchema)
@@ -138,7 +146,10 @@ export const ENV_KEYS = {
   LOG_LEVEL: { key: 'logLevel', type: 'string' },
   BCRYPT_COST: { key: 'auth.bcryptCost', type: 'int' },
   BCRYPT_CONCURRENCY: { key: 'auth.bcryptConcurrency', type: 'int' },
-  AUDIT_RETENTION_DAYS: { key: 'audit.retentionDays', type: 'int' }
+  AUDIT_RETENTION_DAYS: { key: 'audit.retentionDays', type: 'int' },
+  ASSERTION_ENABLED: { key: 'assertion.enabled', type: 'bool' },
+  ASSERTION_AUDIENCE: { key: 'assertion.audience', type: 'string' },
+  ASSERTION_KEY_FILE: { key: 'assertion.keyFile', type: 'string' }
 } as const
 
 export type EnvKey = keyof typeof ENV_KEYS

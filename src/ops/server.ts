@@ -10,6 +10,8 @@ export interface OpsOptions {
   health: Health
   /** Renders /metrics; absent = 404. */
   metrics?: () => Promise<{ contentType: string, body: string }>
+  /** The assertion keys' JWKS (DESIGN.md 9); absent = 404. */
+  jwks?: { keys: readonly object[] }
 }
 
 export interface ReadinessAnswer {
@@ -34,7 +36,7 @@ export async function readiness (health: Health): Promise<ReadinessAnswer> {
   return { ready, body, report: h }
 }
 
-/** The ops listener (docs/DESIGN.md §5): liveness, readiness, metrics. No auth hook lives here. */
+/** The ops listener (docs/DESIGN.md §5, §9): liveness, readiness, metrics, the assertion JWKS. No auth hook lives here. */
 export function buildOpsApp (opts: OpsOptions): FastifyInstance {
   const app: FastifyInstance = Fastify(internalFastifyOptions(opts.log))
   app.setErrorHandler(errorHandler)
@@ -52,6 +54,20 @@ export function buildOpsApp (opts: OpsOptions): FastifyInstance {
     app.get('/metrics', async (_req, reply) => {
       const { contentType, body } = await render()
       return reply.header('content-type', contentType).send(body)
+    })
+  }
+  if (opts.jwks !== undefined) {
+    const body = JSON.stringify(opts.jwks)
+    app.get('/.well-known/jwks.json', async (_req, reply) => {
+      // Keys change only with a restart; verifiers re-fetch on an unknown kid anyway.
+      return reply.header('content-type', 'application/jwk-set+json').header('cache-control', 'public, max-age=300').send(body)
+    })
+  }
+  if (opts.jwks !== undefined) {
+    const body = JSON.stringify(opts.jwks)
+    app.get('/.well-known/jwks.json', async (_req, reply) => {
+      // Keys change only with a restart; verifiers re-fetch on an unknown kid anyway.
+      return reply.header('content-type', 'application/jwk-set+json').header('cache-control', 'public, max-age=300').send(body)
     })
   }
   return app

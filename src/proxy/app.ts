@@ -1,6 +1,8 @@
 import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { registerSelfService } from '../api/self-service.js'
+import type { AssertionSigner } from '../auth/assertion.js'
+import { registerAssertionHook } from '../auth/assertion-hook.js'
 import { registerAuthHook, type AuthHookOptions } from '../auth/plugin.js'
 import type { Pipeline } from '../auth/pipeline.js'
 import { trustProxyOption, type Config } from '../config/schema.js'
@@ -17,6 +19,8 @@ export interface ProxyAppOptions {
   log: Logger
   pipeline: Pipeline
   service: CredentialService
+  /** Signs x-hg-assertion (docs/DESIGN.md §9); null when disabled. */
+  assertion: AssertionSigner | null
   onDecision: AuthHookOptions['onDecision']
   onOverload: () => void
   onUpstreamResponse: (statusCode: number, seconds: number) => void
@@ -47,6 +51,7 @@ export async function buildProxyApp (opts: ProxyAppOptions): Promise<FastifyInst
     })
   }
   registerAuthHook(app, { pipeline: opts.pipeline, onDecision: opts.onDecision })
+  if (opts.assertion !== null) registerAssertionHook(app, opts.assertion)
   registerSelfService(app, { service: opts.service })
   registerRequestLog(app, opts.log)
   if (config.upstream.url === null) throw new Error('buildProxyApp needs upstream.url (the demo upstream is resolved by the server)')

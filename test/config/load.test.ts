@@ -74,3 +74,20 @@ t.test('every environment variable is documented in the README', async t => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   for (const name of [...Object.keys(ENV_KEYS), 'CONFIG_FILE']) t.match(readme, `\`${name}\``, name)
 })
+
+t.test('assertion: off by default, env overrides, the bad key named', async t => {
+  const d = loadConfig({ env: {} }).assertion
+  t.same(d, { enabled: false, issuer: 'hg-auth-sidecar', audience: null, ttlSeconds: 300, keyFile: null, cacheMaxEntries: 10000 })
+  const c = loadConfig({ env: { ASSERTION_ENABLED: 'true', ASSERTION_AUDIENCE: 'scan-api', ASSERTION_KEY_FILE: '/etc/hg-sidecar/assertion/keys.json' } }).assertion
+  t.match(c, { enabled: true, audience: 'scan-api', keyFile: '/etc/hg-sidecar/assertion/keys.json' })
+
+  const cases: Array<[Parameters<typeof loadConfig>[0], RegExp]> = [
+    [{ env: { ASSERTION_ENABLED: 'true' } }, /^invalid config: assertion\.audience \(ASSERTION_AUDIENCE\): required when assertion\.enabled/],
+    [{ env: { ASSERTION_ENABLED: 'sure' } }, /^ASSERTION_ENABLED: expected true or false/],
+    [{ overrides: { assertion: { ttlSeconds: 301 } } }, /^invalid config: assertion\.ttlSeconds: .*300/],
+    [{ overrides: { assertion: { ttlSeconds: 0 } } }, /^invalid config: assertion\.ttlSeconds/],
+    [{ overrides: { assertion: { issuer: '' } } }, /^invalid config: assertion\.issuer/],
+    [{ overrides: { assertion: { cacheMaxEntries: 0 } } }, /^invalid config: assertion\.cacheMaxEntries/]
+  ]
+  for (const [opts, re] of cases) t.throws(() => loadConfig(opts), re, JSON.stringify(opts))
+})

@@ -60,7 +60,8 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     { sidecar: { nativeSidecar: true }, serviceMonitor: { enabled: true, force: true, labels: { release: 'prom' } } },
     { podDisruptionBudget: { enabled: true, minAvailable: '50%', maxUnavailable: null } },
     { sidecar: { image: { digest: `sha256:${'ab'.repeat(32)}` }, extraEnv: [{ name: 'BCRYPT_COST', value: '12' }] } },
-    { secrets: { existingSecret: 'scan-api-db', redisUrlKey: '', adminTokenKey: '' }, global: { anything: true } }
+    { secrets: { existingSecret: 'scan-api-db', redisUrlKey: '', adminTokenKey: '' }, global: { anything: true } },
+    { assertion: { enabled: true, audience: 'scan-api', existingSecret: 'scan-api-assertion', secretKey: 'keys.json' } }
   ]
   for (const over of good) t.equal(check(mergeValues(VALUES, over)), '', JSON.stringify(over))
 
@@ -78,7 +79,10 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     [{ podDisruptionBudget: { minAvailable: '50' } }, /minAvailable/],
     [{ serviceMonitor: { interval: '30' } }, /interval must match pattern/],
     [{ app: { port: 0 } }, /app\/port must be >= 1/],
-    [{ app: { image: null } }, /app must have required property 'image'/]
+    [{ app: { image: null } }, /app must have required property 'image'/],
+    [{ assertion: { enabled: 'yes' } }, /assertion\/enabled must be boolean/],
+    [{ assertion: { secretKey: '' } }, /assertion\/secretKey must match pattern/],
+    [{ assertion: { privateKey: 'x' } }, /assertion must NOT have additional properties/]
   ]
   for (const [over, re] of bad) t.match(check(mergeValues(VALUES, over)), re, JSON.stringify(over))
 })
@@ -614,6 +618,35 @@ t.test('rendered chart', async t => {
     const rule = only<Manifest>(forced.docs, 'PrometheusRule')
     t.equal(rule.metadata.namespace, 'default')
     t.match(JSON.stringify(rule.spec), /job=\\"release-hg-auth-sidecar\\", namespace=\\"default\\"/, 'the default selector: the ServiceMonitor\'s job and the namespace')
+  })
+
+  await t.test('assertion: env for the sidecar, the key Secret mounted read-only in the sidecar only', async t => {
+    const off = container(only<Deployment>((await render([MIN_VALUES])).docs, 'Deployment').spec.template.spec.containers, sidecarName)
+    t.notOk([...env(off).keys()].some(n => n.startsWith('ASSERTION_')), 'off by default: no variable')
+
+    const generated = await render([MIN_VALUES, overlay({ assertion: { enabled: true, audience: 'scan-api' } })])
+    const gpod = only<Deployment>(generated.docs, 'Deployment').spec.template.spec
+    t.same(plainEnv(container(gpod.containers, sidecarName)), { ...plainEnv(container(gpod.containers, sidecarName)), ASSERTION_ENABLED: 'true', ASSERTION_AUDIENCE: 'scan-api' })
+    t.notOk(env(container(gpod.containers, sidecarName)).has('ASSERTION_KEY_FILE'), 'no Secret: a key generated at start')
+    t.notOk(gpod.volumes?.some(v => v.name === 'assertion-key'))
+
+    const { docs } = await render([MIN_VALUES, overlay({ assertion: { enabled: true, audience: 'scan-api', existingSecret: 'scan-api-assertion', secretKey: 'keys.json' } })])
+    const pod = only<Deployment>(docs, 'Deployment').spec.template.spec
+    const side = container(pod.containers, sidecarName)
+    const plain = plainEnv(side)
+    t.equal(plain.ASSERTION_KEY_FILE, '/etc/hg-assertion/keys.json')
+    for (const name of Object.keys(plain)) t.ok(name === 'CONFIG_FILE' || Object.hasOwn(ENV_KEYS, name), `${name} is a variable the sidecar reads`)
+    const mount = side.volumeMounts?.find(m => m.name === 'assertion-key')
+    t.same(mount, { name: 'assertion-key', mountPath: '/etc/hg-assertion', readOnly: true })
+    t.notOk(container(pod.containers, appName).volumeMounts?.some(m => m.name === 'assertion-key'), 'not in the app container')
+    t.same((pod.volumes?.find(v => v.name === 'assertion-key') as { secret?: unknown } | undefined)?.secret,
+      { secretName: 'scan-api-assertion', defaultMode: 0o440, items: [{ key: 'keys.json', path: 'keys.json' }] })
+    const cfg = loadConfig({ env: { ...plain, CONFIG_FILE: '' } })
+    t.match(cfg.assertion, { enabled: true, audience: 'scan-api', keyFile: '/etc/hg-assertion/keys.json' }, 'the sidecar reads them')
+
+    const r = await renderer.render([MIN_VALUES, overlay({ assertion: { enabled: true } })])
+    t.notOk(r.ok, 'enabled without an audience is refused')
+    t.match(r.ok ? '' : r.message, /assertion\.audience is required/)
   })
 
   await t.test('values that cannot work are refused with the key named', async t => {

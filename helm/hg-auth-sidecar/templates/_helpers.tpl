@@ -224,6 +224,17 @@ port of a native sidecar (kubernetes/kubernetes#127958).
           key: {{ $sec.adminTokenKey }}
           optional: true
     {{- end }}
+    {{- $a := .Values.assertion }}
+    {{- if $a.enabled }}
+    - name: ASSERTION_ENABLED
+      value: "true"
+    - name: ASSERTION_AUDIENCE
+      value: {{ required "assertion.audience is required when assertion.enabled is true: the aud claim the app checks" $a.audience | quote }}
+    {{- if $a.existingSecret }}
+    - name: ASSERTION_KEY_FILE
+      value: {{ printf "/etc/hg-assertion/%s" $a.secretKey | quote }}
+    {{- end }}
+    {{- end }}
     {{- with $s.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -268,4 +279,9 @@ port of a native sidecar (kubernetes/kubernetes#127958).
       readOnly: true
     - name: tmp
       mountPath: /tmp
+    {{- if and .Values.assertion.enabled .Values.assertion.existingSecret }}
+    - name: assertion-key
+      mountPath: /etc/hg-assertion
+      readOnly: true
+    {{- end }}
 {{- end }}
