@@ -1,4 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { HG_ERR_REQUEST_VALIDATION } from '../errors.js'
+import { sendError } from '../http/reply.js'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ActorType, DEFAULT_EVENT_LIMIT, EVENT_KINDS, MAX_EVENT_LIMIT, type Actor, type CredentialEvent, type EventFilter, type EventKind } from '../audit/events.js'
 import { MAX_LEAK_BATCH, type LeakReporter } from '../audit/leaks.js'
@@ -68,7 +70,7 @@ export interface AuditRoutesOptions {
   leaks: LeakReporter
 }
 
-/** DESIGN.md 10 on the admin port: the audit trail and GitHub secret-scanning leak reports. */
+/** docs/DESIGN.md §10 on the admin port: the audit trail and GitHub secret-scanning leak reports. */
 export function registerAuditRoutes (app: FastifyInstance, opts: AuditRoutesOptions): void {
   app.get<{ Querystring: EventsQuery }>('/admin/credential-events', {
     schema: {
@@ -80,7 +82,7 @@ export function registerAuditRoutes (app: FastifyInstance, opts: AuditRoutesOpti
     const q = request.query
     const limit = q.limit === undefined ? DEFAULT_EVENT_LIMIT : Number(q.limit)
     if (limit < 1 || limit > MAX_EVENT_LIMIT) {
-      return reply.code(400).send({ error: 'bad_request', message: `limit must be 1 to ${MAX_EVENT_LIMIT}` })
+      return sendError(reply, HG_ERR_REQUEST_VALIDATION, { message: `limit must be 1 to ${MAX_EVENT_LIMIT}` })
     }
     const filter: EventFilter = { limit }
     if (q.credentialId !== undefined) filter.credentialId = q.credentialId.toLowerCase()

@@ -1,7 +1,7 @@
 import type { CredentialRef } from '../auth/outcome.js'
 import { maskCredentials } from '../mask.js'
 
-/** DESIGN.md 10: what happened to a credential. */
+/** docs/DESIGN.md §10: what happened to a credential. */
 export const EventKind = {
   created: 'created',
   revoked: 'revoked',

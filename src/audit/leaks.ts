@@ -50,7 +50,7 @@ interface Found {
 }
 
 /**
- * DESIGN.md 10. A reported string is ours when it verifies as a credential the
+ * docs/DESIGN.md §10. A reported string is ours when it verifies as a credential the
  * way a request's would (PAT: prefix candidates + bcrypt; API key: SHA-256),
  * whatever its state: a live one is revoked at once, one already revoked is a
  * true positive that changes nothing but is recorded. Anything else (not our

@@ -11,7 +11,7 @@ export const USE_EVENT_KIND: Readonly<Record<string, EventKind>> = {
 export interface UseEventOptions {
   /** How often pending events are written. */
   flushIntervalMs: number
-  /** At most one event per credential and kind per this many ms (DESIGN.md 10: a minute). */
+  /** At most one event per credential and kind per this many ms (docs/DESIGN.md §10: a minute). */
   minIntervalMs: number
   /** Events waiting to be written at most; beyond it new ones are dropped (and counted). */
   maxPending: number

@@ -137,7 +137,7 @@ export async function loadAssertionKeys (file: string | null): Promise<Assertion
   return { signing: { kid: published[0]?.kid ?? '', privateKey: first }, published, generated: false }
 }
 
-/** The claims of an assertion (DESIGN.md 9), equal to the identity headers of the same request. */
+/** The claims of an assertion (docs/DESIGN.md §9), equal to the identity headers of the same request. */
 export interface AssertionClaims {
   iss: string
   aud: string

@@ -175,7 +175,7 @@ export function apiKeyView (r: q.ApiKeyRecord): ApiKeyView {
 /** The permission a creator needs for an API key (docs/DESIGN.md §1: the creator's role bounds the key's). */
 export const KEY_CREATOR_PERMISSION = 'api-keys:manage'
 
-/** Creating and revoking record a credential event (DESIGN.md 10) naming `actor` (default: the sidecar itself). */
+/** Creating and revoking record a credential event (docs/DESIGN.md §10) naming `actor` (default: the sidecar itself). */
 export interface CredentialService {
   createPat(input: CreatePatInput, actor?: Actor): Promise<CreatedCredential>
   listPats(userId: string, orgId?: string | null): Promise<PatView[]>

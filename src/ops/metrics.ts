@@ -13,7 +13,7 @@ export interface Metrics {
   dbQuery(query: string, seconds: number, ok: boolean): void
   upstream(statusCode: number, seconds: number): void
   /** A 502 or 504 the sidecar answered because the upstream refused the connection or timed out. */
-  upstreamError(error: 'refused' | 'timeout'): void
+  upstreamError(kind: 'refused' | 'timeout'): void
   lastUsedWrites(kind: string, count: number): void
   /** Rows written to credential_events, by kind. */
   credentialEvents(kind: string, count: number): void

@@ -10,7 +10,7 @@ export interface OpsOptions {
   health: Health
   /** Renders /metrics; absent = 404. */
   metrics?: () => Promise<{ contentType: string, body: string }>
-  /** The assertion keys' JWKS (DESIGN.md 9); absent = 404. */
+  /** The assertion keys' JWKS (docs/DESIGN.md §9); absent = 404. */
   jwks?: { keys: readonly object[] }
 }
 

@@ -26,7 +26,7 @@ function endpoint (url: string): { host: string, port: number } {
 }
 
 /**
- * The readiness check of the upstream (DESIGN.md 5 /readyz, issue 20): a TCP
+ * The readiness check of the upstream (docs/DESIGN.md §5 /readyz, issue 20): a TCP
  * connect, not an HTTP request, because the sidecar knows no health path of the
  * app and a listening socket is what a rollout waits for (an app that has not
  * bound its port yet would get 502s). The connection is closed as soon as it opens.

@@ -18,7 +18,7 @@ export interface ProxyOptions {
   allowHeaders?: readonly string[]
   onUpstreamResponse?: (statusCode: number, seconds: number) => void
   /** The sidecar answered 502 (refused) or 504 (timeout) for the upstream. */
-  onUpstreamError?: (error: 'refused' | 'timeout') => void
+  onUpstreamError?: (kind: 'refused' | 'timeout') => void
 }
 
 const TIMEOUT_CODES = new Set([

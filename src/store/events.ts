@@ -1,7 +1,7 @@
 import type { CredentialEvent, EventFilter, NewEvent } from '../audit/events.js'
 import type { Db } from './postgres.js'
 
-/** The credential_events statements (DESIGN.md 10). Names are prepared-statement names. */
+/** The credential_events statements (docs/DESIGN.md §10). Names are prepared-statement names. */
 
 const COLUMNS = 'at, kind, credential_type, credential_id, prefix, org_id, user_id, actor_type, actor_id, client_ip, request_id, detail'
 

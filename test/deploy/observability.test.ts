@@ -9,7 +9,7 @@ import { request } from '../helpers/http.js'
 import { NO_PROMTOOL, onPath, run } from '../helpers/promtool.js'
 import { ROOT, startStack } from '../helpers/stack.js'
 
-// DESIGN.md 11: every dashboard and alert expression uses only metrics the sidecar
+// docs/DESIGN.md §11: every dashboard and alert expression uses only metrics the sidecar
 // exports; the rules pass promtool check rules and their unit tests.
 
 /** Labels Prometheus adds when it scrapes (the ServiceMonitor's target labels). */
@@ -176,7 +176,7 @@ t.test('dashboard and alert expressions use only what a live sidecar exports', a
       return
     }
     t.same(rules.map(r => r.alert), ['HgAuthPostgresUnavailable', 'HgAuthBcryptSaturated', 'HgAuthFailedAuthSurge', 'HgAuthUpstreamErrors', 'HgAuthPodNotReady', 'HgAuthOverloaded'],
-      'DESIGN.md 11: PostgreSQL unavailable, bcrypt saturation, failed-auth surge, upstream 502/504, not-ready pods (and load shedding)')
+      'docs/DESIGN.md §11: PostgreSQL unavailable, bcrypt saturation, failed-auth surge, upstream 502/504, not-ready pods (and load shedding)')
     for (const r of rules) t.same(problems(r.expr, exported), [], `${r.alert}: ${r.expr.replace(/\s+/g, ' ').slice(0, 90)}...`)
 
     const runbooks = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8')
