@@ -63,12 +63,5 @@ export function buildOpsApp (opts: OpsOptions): FastifyInstance {
       return reply.header('content-type', 'application/jwk-set+json').header('cache-control', 'public, max-age=300').send(body)
     })
   }
-  if (opts.jwks !== undefined) {
-    const body = JSON.stringify(opts.jwks)
-    app.get('/.well-known/jwks.json', async (_req, reply) => {
-      // Keys change only with a restart; verifiers re-fetch on an unknown kid anyway.
-      return reply.header('content-type', 'application/jwk-set+json').header('cache-control', 'public, max-age=300').send(body)
-    })
-  }
   return app
 }
