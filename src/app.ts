@@ -31,6 +31,9 @@ import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from 
 
 export interface SidecarOptions {
   logger?: Logger
+  /** The memo's clock (ms) and random source (its TTL jitter): injected by tests. */
+  now?: () => number
+  random?: () => number
 }
 
 export interface Sidecar {
@@ -122,7 +125,9 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     ttlSeconds: config.auth.memoTtlSeconds,
     maxEntries: config.auth.memoMaxEntries,
     negativeTtlSeconds: config.auth.negativeMemoTtlSeconds,
-    negativeMaxEntries: config.auth.negativeMemoMaxEntries
+    negativeMaxEntries: config.auth.negativeMemoMaxEntries,
+    now: options.now,
+    random: options.random
   })
   const bcrypt = createBcryptPool({ concurrency: config.auth.bcryptConcurrency, queueSize: config.auth.bcryptQueueSize })
   const roles = createRoleTable(config.roles)
@@ -130,6 +135,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   const metrics = createMetrics({
     bcryptQueue: () => bcrypt.queued,
     bcryptActive: () => bcrypt.active,
+    bcryptBackgroundQueue: () => bcrypt.backgroundQueued,
     dbPool: () => db.stats(),
     memoSize: () => memo.size
   })
@@ -159,7 +165,9 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
       roles,
       loadCandidates: prefix => patCandidates(db, prefix),
       states: createBatcher(ids => patStates(db, ids), { maxInFlight: config.database.stateQueriesInFlight }),
-      onMemo: metrics.memo
+      onMemo: metrics.memo,
+      onShared: metrics.verifyShared,
+      onRefresh: metrics.memoRefresh
     }),
     authenticateApiKey: createApiKeyAuthenticator({
       roles,
