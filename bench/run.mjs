@@ -18,7 +18,8 @@ import {
 } from './lib/seed.mjs'
 import { int, max, mb, median, min, ms, num, ratio, summarizeRuns, textTable, x } from './lib/stats.mjs'
 import { autoWindow, summarize as summarizeProfile, toMarkdown as profileMarkdown } from './profile-summary.mjs'
-import { renderMarkdown } from './lib/markdown.mjs'
+import { renderMarkdown, renderExpiryOnly } from './lib/markdown.mjs'
+import { runExpiry } from './lib/expiry.mjs'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const SERVER = fileURLToPath(new URL('./lib/server.mjs', import.meta.url))
@@ -42,6 +43,13 @@ const HELP = `npm run bench -- [options]
   --hot-seconds S     the long hot run for memory (default 60; --quick 0 = skip)
   --memory-tokens N   distinct tokens for the memo-bound memory run (default 100000; --quick 4000; 0 = skip)
   --memo-bound N      memoMaxEntries of that run's sidecar (default 50000; --quick 2000)
+  --no-expiry         skip "memo expiry under load" (default: run it, except with --quick)
+  --expiry-only       run only "memo expiry under load" (writes bench/results/BENCHMARKS.expiry.md unless --out)
+  --expiry-tokens N   tokens primed at once (default 1000)
+  --expiry-ttl S      their memo TTL (default 30)
+  --expiry-duration S the run after priming (default 2.5 x the TTL: at least two expiries)
+  --expiry-cost N     bcrypt cost of those tokens (default 6; see docs/BENCHMARKS.md)
+  --expiry-before DIR also run it on another build's dist/ (e.g. the code before issue 23)
   --profile           always profile the memoized-PAT load (default: only when a target is missed)
   --no-profile        never profile
   --pause S           pause between measurements (default 1)
@@ -68,6 +76,13 @@ function parseOptions () {
       'hot-seconds': { type: 'string' },
       'memory-tokens': { type: 'string' },
       'memo-bound': { type: 'string' },
+      'no-expiry': { type: 'boolean' },
+      'expiry-only': { type: 'boolean' },
+      'expiry-tokens': { type: 'string' },
+      'expiry-ttl': { type: 'string' },
+      'expiry-duration': { type: 'string' },
+      'expiry-cost': { type: 'string' },
+      'expiry-before': { type: 'string' },
       profile: { type: 'boolean' },
       'no-profile': { type: 'boolean' },
       pause: { type: 'string' },
@@ -103,6 +118,15 @@ function parseOptions () {
     })
   const cost = n('cost', 10, { minimum: 4 })
   if (cost > 15) throw new Error('--cost: at most 15')
+  const expiryOnly = values['expiry-only'] === true
+  const expiryTtl = n('expiry-ttl', 30, { minimum: 1 })
+  const expiryCost = n('expiry-cost', 6, { minimum: 4 })
+  if (expiryCost > 15) throw new Error('--expiry-cost: at most 15')
+  let expiryBefore = values['expiry-before'] ?? null
+  if (expiryBefore !== null) {
+    expiryBefore = resolve(expiryBefore)
+    if (!existsSync(join(expiryBefore, 'app.js'))) throw new Error(`--expiry-before: no app.js in ${expiryBefore} (give a dist/ directory)`)
+  }
   return {
     quick,
     duration,
@@ -116,11 +140,18 @@ function parseOptions () {
     hotSeconds: n('hot-seconds', quick ? 0 : 60),
     memoryTokens: n('memory-tokens', quick ? 4000 : 100_000),
     memoBound: n('memo-bound', quick ? 2000 : 50_000, { minimum: 1 }),
+    expiry: expiryOnly || (!quick && values['no-expiry'] !== true),
+    expiryOnly,
+    expiryTokens: n('expiry-tokens', 1000, { minimum: 32 }),
+    expiryTtl,
+    expiryDuration: n('expiry-duration', Math.ceil(expiryTtl * 2.5), { minimum: 1 }),
+    expiryCost,
+    expiryBefore,
     profile: values['no-profile'] === true ? 'never' : values.profile === true ? 'always' : 'auto',
     pause: n('pause', 1, { integer: false }),
     preload: n('preload', quick ? 1 : 3, { integer: false }),
     waitQuiet: n('wait-quiet', 0),
-    out: values.out ?? (quick ? 'bench/results/BENCHMARKS.quick.md' : 'docs/BENCHMARKS.md'),
+    out: values.out ?? (expiryOnly ? 'bench/results/BENCHMARKS.expiry.md' : quick ? 'bench/results/BENCHMARKS.quick.md' : 'docs/BENCHMARKS.md'),
     render: values.render ?? null,
     argv: process.argv.slice(2)
   }
@@ -369,10 +400,10 @@ async function main () {
      * bcrypt of the first use of each token goes twice as fast), then every
      * thread is re-pinned to the server core before anything is measured.
      */
-    async function startSidecar (name, { cpus = CPU.server, warmList = null, nodeArgs = [], logs = true, ...cfg }) {
+    async function startSidecar (name, { cpus = CPU.server, warmList = null, nodeArgs = [], logs = true, dist, ...cfg }) {
       const warmFirst = warmList !== null && cpus !== CPU.all
       const c = child(SERVER, name, { cpus: warmFirst ? CPU.all : cpus, nodeArgs: ['--require', THREADPOOL, '--expose-gc', ...nodeArgs], logs })
-      const info = await c.call('start', { role: 'sidecar', options: { overrides: overrides(cfg) } }, 60_000)
+      const info = await c.call('start', { role: 'sidecar', options: { overrides: overrides(cfg), dist } }, 60_000)
       c.port = info.port
       c.bcryptConcurrency = info.bcryptConcurrency
       c.threadpool = info.threadpool
@@ -398,6 +429,18 @@ async function main () {
     /** Unrecorded load right before a measurement with the same spec (--preload; see the report's Method). */
     async function preload (spec) {
       if (opts.preload > 0) await load({ ...spec, duration: opts.preload })
+    }
+    const expiryContext = { log, newDatabase, startSidecar, stopChild, load, sendTokens, CPU, pauseSampling: (s, key) => pauseSampling(s, report.background, key) }
+
+    if (opts.expiryOnly) {
+      report.expiry = await runExpiry(expiryContext, opts)
+      report.elapsedSeconds = (Date.now() - started) / 1000
+      writeFileSync(join(resultsDir, 'results.json'), JSON.stringify(report, null, 2))
+      const out = resolve(ROOT, opts.out)
+      mkdirSync(dirname(out), { recursive: true })
+      writeFileSync(out, renderExpiryOnly(report, { resultsDir: relative(ROOT, resultsDir) }))
+      log(`wrote ${opts.out} and ${relative(ROOT, join(resultsDir, 'results.json'))}`)
+      return
     }
 
     // --- main database: N PATs, N API keys -------------------------------------------------
@@ -566,6 +609,9 @@ async function main () {
         log(`  ${v.label}: probe p99 ${ms(unloaded.p99)} ms alone, ${ms(loaded.p99)} ms under a cold load of ${int(coldRun.rps)} req/s (${coldRun.used ?? '?'} of ${singleCount} single-use tokens used); event-loop delay p99 ${ms(unloadedLoop.p99)} -> ${ms(loadedLoop.p99)} ms`)
       }
     }
+
+    // --- memo expiry under load ----------------------------------------------------------------
+    if (opts.expiry) report.expiry = await runExpiry(expiryContext, opts)
 
     // --- memory --------------------------------------------------------------------------------
     report.memory = {}

@@ -26,6 +26,9 @@ import type { PrefixCache } from './store/prefix-cache.js'
 
 export interface SidecarOptions {
   logger?: Logger
+  /** The memo's clock (ms) and random source (its TTL jitter): injected by tests. */
+  now?: () => number
+  random?: () => number
 }
 
 export interface Sidecar {
@@ -63,13 +66,14 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     bcryptQueue: () => auth.bcrypt.queued,
     bcryptActive: () => auth.bcrypt.active,
     bcryptConcurrency: () => auth.bcrypt.concurrency,
+    bcryptBackgroundQueue: () => auth.bcrypt.backgroundQueued,
     dbPool: () => db.stats(),
     memoSize: () => auth.memo.size,
     readiness: async () => dependencyReadiness(await readiness(health))
   })
   db.onQuery(metrics.dbQuery)
   cache.onResult(metrics.prefixCache)
-  const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics })
+  const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random })
   const { memo, bcrypt, roles, lastUsed } = auth
   // With the upstream check on, a pod is not Ready before its app listens.
   const health = createHealth({ db, cache, upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })

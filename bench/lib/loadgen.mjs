@@ -14,7 +14,8 @@ function percentile (sorted, p) {
 /**
  * spec: { port, path, connections, duration | amount, overallRate?, timeout?,
  *         expect (status), header ('x-api-key'), token? (one value),
- *         tokens? (list name), mode: 'rotate' | 'once', from?, count? }
+ *         tokens? (list name), mode: 'rotate' | 'once', from?, count?,
+ *         timeline? (per-second answers, statuses, p99 and max) }
  * rotate: every connection cycles through the whole list from its own offset
  *         (pre-built requests; 32 connections = 32 different tokens at a time).
  * once:   each request takes the next token of list[from, from+count): every
@@ -71,6 +72,8 @@ async function run (spec) {
   const expect = spec.expect ?? 200
   const lat = []
   const statuses = {}
+  // timeline[i]: the answers that arrived in second i of the load.
+  const timeline = spec.timeline === true ? [] : null
   // autocannon's own `duration` starts before it builds its clients, and with a
   // rotating list that means connections x N pre-rendered requests, built while this
   // process is blocked and no request is in flight (the report gives the run's own
@@ -83,6 +86,12 @@ async function run (spec) {
   inst.on('response', (_client, statusCode, _bytes, responseTime) => {
     statuses[statusCode] = (statuses[statusCode] ?? 0) + 1
     if (statusCode === expect) lat.push(responseTime)
+    if (timeline !== null && started !== null) {
+      const i = Math.floor((performance.now() - started) / 1000)
+      const b = timeline[i] ??= { lat: [], statuses: {} }
+      b.statuses[statusCode] = (b.statuses[statusCode] ?? 0) + 1
+      if (statusCode === expect) b.lat.push(responseTime)
+    }
   })
   const res = await inst
   const durationS = started === null ? res.duration : (performance.now() - started) / 1000
@@ -107,7 +116,13 @@ async function run (spec) {
     p999: percentile(sorted, 99.9),
     max: sorted.length === 0 ? null : sorted[sorted.length - 1],
     mean: sorted.length === 0 ? null : sum / sorted.length,
-    used: used()
+    used: used(),
+    timeline: timeline === null
+      ? undefined
+      : Array.from(timeline, (b = { lat: [], statuses: {} }, second) => {
+        const l = Float64Array.from(b.lat).sort()
+        return { second, ok: l.length, statuses: b.statuses, p99: percentile(l, 99), max: l.length === 0 ? null : l[l.length - 1] }
+      })
   }
 }
 

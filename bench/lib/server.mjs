@@ -14,6 +14,7 @@ const BODY = Buffer.from(JSON.stringify({ id: 'scan_7f3a9c2e', status: 'complete
 
 let closeFn = async () => {}
 let statsFn = async () => ({})
+let compareCount = () => null
 let eld = null
 
 function reply (id, result, error) {
@@ -44,9 +45,11 @@ async function startBaseline ({ upstream, connections }) {
   return { port: app.server.address().port }
 }
 
-async function startSidecar ({ overrides }) {
-  const { loadConfig } = await import(new URL('config/load.js', DIST))
-  const { createSidecar } = await import(new URL('app.js', DIST))
+async function startSidecar ({ overrides, dist }) {
+  // dist: another build's dist/ (e.g. the code before a change), for before/after rows.
+  const root = dist === undefined ? DIST : new URL(`file://${dist.endsWith('/') ? dist : dist + '/'}`)
+  const { loadConfig } = await import(new URL('config/load.js', root))
+  const { createSidecar } = await import(new URL('app.js', root))
   const config = loadConfig({ env: {}, overrides })
   const sidecar = await createSidecar(config)
   const ports = await sidecar.listen()
@@ -61,7 +64,19 @@ async function startSidecar ({ overrides }) {
     for (const v of m?.values ?? []) if (v.metricName === 'hg_db_query_duration_seconds_count' && /_states$/.test(String(v.labels.query))) n += v.value
     return n
   }
+  /** A counter's values by label value ({} when this build has no such metric). */
+  const counter = async (name, label) => {
+    const m = await sidecar.metrics.registry.getSingleMetric(name)?.get()
+    const out = {}
+    for (const v of m?.values ?? []) out[label === undefined ? 'value' : String(v.labels[label])] = v.value
+    return out
+  }
+  compareCount = () => sidecar.bcrypt.compares
   statsFn = async () => ({
+    shared: (await counter('hg_verify_shared_total')).value ?? null,
+    overloaded: (await counter('hg_overload_rejections_total')).value ?? 0,
+    refreshes: await counter('hg_verify_memo_refreshes_total', 'result'),
+    memoLookups: await counter('hg_verify_memo_requests_total', 'result'),
     stateQueries: await stateQueries(),
     compareSeconds,
     memo: sidecar.memo.size,
@@ -121,6 +136,10 @@ process.on('message', async msg => {
         reply(msg.id, { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, ...(await statsFn()) })
         break
       }
+      case 'compares':
+        // Cheap enough to sample every second under load.
+        reply(msg.id, { at: performance.now(), compares: compareCount() })
+        break
       case 'now':
         // CLOCK_MONOTONIC in µs: the clock of a .cpuprofile's timestamps.
         reply(msg.id, Number(process.hrtime.bigint() / 1000n))

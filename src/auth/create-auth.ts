@@ -37,7 +37,12 @@ export interface AuthDeps {
     bcrypt(seconds: number): void
     bcryptRejected(): void
     lastUsedWrites(kind: string, count: number): void
+    verifyShared(): void
+    memoRefresh(result: 'renewed' | 'failed' | 'dropped' | 'error'): void
   }
+  /** The memo's clock (ms) and random source (its TTL jitter): injected by tests. */
+  now?: () => number
+  random?: () => number
 }
 
 /** The access pipeline and its parts, built from the config (docs/DESIGN.md §2). */
@@ -47,7 +52,9 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     ttlSeconds: config.auth.memoTtlSeconds,
     maxEntries: config.auth.memoMaxEntries,
     negativeTtlSeconds: config.auth.negativeMemoTtlSeconds,
-    negativeMaxEntries: config.auth.negativeMemoMaxEntries
+    negativeMaxEntries: config.auth.negativeMemoMaxEntries,
+    now: deps.now,
+    random: deps.random
   })
   const bcrypt = createBcryptPool({ concurrency: config.auth.bcryptConcurrency, queueSize: config.auth.bcryptQueueSize })
   if (observe !== undefined) {
@@ -63,7 +70,9 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     roles,
     loadCandidates: prefix => patCandidates(db, prefix),
     states: createBatcher(ids => patStates(db, ids), inFlight),
-    onMemo: observe?.memo
+    onMemo: observe?.memo,
+    onShared: observe?.verifyShared,
+    onRefresh: observe?.memoRefresh
   })
   const authenticateApiKey = createApiKeyAuthenticator({
     roles,

@@ -5,10 +5,18 @@ export interface MemoEntry {
   hash: string
 }
 
+export interface MemoHit extends MemoEntry {
+  /** From this time (ms, the memo's clock) a hit should have the entry re-verified in the background. */
+  readonly refreshAt: number
+}
+
 export interface Memo {
   /** HMAC-SHA256 of the credential under this process's random key; meaningless outside the process. */
   key(credential: string): string
-  get(key: string): MemoEntry | undefined
+  get(key: string): MemoHit | undefined
+  /** Whether the entry is in the last part of its lifetime (refresh ahead). */
+  refreshDue(hit: MemoHit): boolean
+  /** Remembers a match for a TTL jittered per entry. */
   set(key: string, entry: MemoEntry): void
   delete(key: string): void
   isNegative(key: string): boolean
@@ -23,6 +31,12 @@ export interface MemoOptions {
   negativeTtlSeconds: number
   negativeMaxEntries: number
   now?: () => number
+  /** Uniform in [0, 1): draws each entry's TTL jitter. */
+  random?: () => number
+  /** Each entry's TTL is ttlSeconds x (1 +- jitter), uniformly (default 0.1). */
+  jitter?: number
+  /** Share of an entry's lifetime, at its end, in which a hit schedules a re-verification (default 0.2). */
+  refreshAhead?: number
 }
 
 interface Timed<T> { value: T, expires: number, used: number }
@@ -32,7 +46,7 @@ const TOUCH_MS = 1000
 
 class TtlMap<T> {
   private readonly map = new Map<string, Timed<T>>()
-  constructor (private readonly ttlMs: number, private readonly max: number, private readonly now: () => number) {}
+  constructor (private readonly max: number, private readonly now: () => number) {}
 
   get (k: string): T | undefined {
     const e = this.map.get(k)
@@ -52,8 +66,8 @@ class TtlMap<T> {
     return e.value
   }
 
-  set (k: string, value: T): void {
-    if (this.ttlMs <= 0) return
+  set (k: string, value: T, ttlMs: number, now = this.now()): void {
+    if (ttlMs <= 0) return
     this.map.delete(k)
     // Map order is use order: evict the least recently used when full.
     while (this.map.size >= this.max) {
@@ -61,8 +75,7 @@ class TtlMap<T> {
       if (oldest.done === true) break
       this.map.delete(oldest.value)
     }
-    const now = this.now()
-    this.map.set(k, { value, expires: now + this.ttlMs, used: now })
+    this.map.set(k, { value, expires: now + ttlMs, used: now })
   }
 
   delete (k: string): void {
@@ -105,19 +118,35 @@ function memoKey (): Buffer {
  * The in-process verification memo (docs/DESIGN.md §2 step 4): HMAC(credential) -> {id, hash}
  * of a past bcrypt match, valid only while the stored hash is unchanged (the caller
  * checks it against the fresh-state row). Failed secrets get a short negative entry.
+ * Entries primed together (every active token, right after a start) would expire
+ * together and re-verify in one burst: each entry's TTL is jittered, and a hit in
+ * the last `refreshAhead` of its lifetime is the caller's cue to renew it in the
+ * background (issue 23).
  */
 export function createMemo (opts: MemoOptions): Memo {
   const now = opts.now ?? Date.now
+  const random = opts.random ?? Math.random
+  const jitter = opts.jitter ?? 0.1
+  const keep = 1 - (opts.refreshAhead ?? 0.2)
+  if (!(jitter >= 0 && jitter < 1) || !(keep > 0 && keep <= 1)) throw new Error('createMemo: jitter must be in [0, 1), refreshAhead in [0, 1)')
+  const ttlMs = opts.ttlSeconds * 1000
+  const negativeTtlMs = opts.negativeTtlSeconds * 1000
   const hmac = hmacSha256(memoKey())
-  const positive = new TtlMap<MemoEntry>(opts.ttlSeconds * 1000, opts.maxEntries, now)
-  const negative = new TtlMap<true>(opts.negativeTtlSeconds * 1000, opts.negativeMaxEntries, now)
+  const positive = new TtlMap<MemoHit>(opts.maxEntries, now)
+  const negative = new TtlMap<true>(opts.negativeMaxEntries, now)
   return {
     key: hmac,
     get: k => positive.get(k),
-    set: (k, entry) => positive.set(k, entry),
+    refreshDue: hit => now() >= hit.refreshAt,
+    set (k, entry) {
+      if (ttlMs <= 0) return
+      const t = now()
+      const ttl = ttlMs * (1 + jitter * (2 * random() - 1))
+      positive.set(k, { id: entry.id, hash: entry.hash, refreshAt: t + ttl * keep }, ttl, t)
+    },
     delete: k => positive.delete(k),
     isNegative: k => negative.get(k) === true,
-    setNegative: k => negative.set(k, true),
+    setNegative: k => negative.set(k, true, negativeTtlMs),
     get size () { return positive.size },
     enabled: opts.ttlSeconds > 0
   }

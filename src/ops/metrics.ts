@@ -10,6 +10,8 @@ export interface Metrics {
   bcryptRejected(): void
   prefixCache(result: string): void
   memo(result: string): void
+  verifyShared(): void
+  memoRefresh(result: string): void
   dbQuery(query: string, seconds: number, ok: boolean): void
   upstream(statusCode: number, seconds: number): void
   /** A 502 or 504 the sidecar answered because the upstream refused the connection or timed out. */
@@ -29,6 +31,7 @@ export interface MetricsSources {
   bcryptQueue: () => number
   bcryptActive: () => number
   bcryptConcurrency?: () => number
+  bcryptBackgroundQueue: () => number
   dbPool: () => { total: number, idle: number, waiting: number, max: number }
   memoSize: () => number
   /** What /readyz would answer, evaluated on each scrape (hg_ready, hg_dependency_up). */
@@ -75,6 +78,8 @@ export function createMetrics (sources: MetricsSources): Metrics {
   const bcryptRejections = new Counter({ name: 'hg_bcrypt_rejections_total', help: 'bcrypt work refused because the queue was full (503)', registers: [registry] })
   const cache = new Counter({ name: 'hg_prefix_cache_requests_total', help: 'Prefix cache lookups by result', labelNames: ['result'], registers: [registry] })
   const memo = new FastCounter('hg_verify_memo_requests_total', 'Verification memo lookups by result', ['result'], registry)
+  const shared = new Counter({ name: 'hg_verify_shared_total', help: 'Requests that waited for a verification of the same credential already running instead of starting their own', registers: [registry] })
+  const refreshes = new Counter({ name: 'hg_verify_memo_refreshes_total', help: 'Background re-verifications of memo entries near the end of their lifetime, by result', labelNames: ['result'], registers: [registry] })
   const dbDuration = new FastHistogram('hg_db_query_duration_seconds', 'PostgreSQL query time by statement', ['query', 'result'], LATENCY_BUCKETS, registry)
   const upstreamResponses = new FastCounter('hg_upstream_responses_total', 'Responses from the upstream by status class', ['status_class'], registry)
   const upstreamDuration = new FastHistogram('hg_upstream_duration_seconds', 'Upstream time to response headers', ['status_class'], LATENCY_BUCKETS, registry)
@@ -88,6 +93,7 @@ export function createMetrics (sources: MetricsSources): Metrics {
   /* eslint-disable no-new -- gauges register themselves and read their sources on scrape */
   new Gauge({ name: 'hg_bcrypt_queue_depth', help: 'bcrypt compares waiting for a slot', registers: [registry], collect () { this.set(sources.bcryptQueue()) } })
   new Gauge({ name: 'hg_bcrypt_active', help: 'bcrypt compares running', registers: [registry], collect () { this.set(sources.bcryptActive()) } })
+  new Gauge({ name: 'hg_bcrypt_background_queue_depth', help: 'Background bcrypt compares (memo refreshes) waiting for an idle slot', registers: [registry], collect () { this.set(sources.bcryptBackgroundQueue()) } })
   new Gauge({ name: 'hg_verify_memo_entries', help: 'Entries in the verification memo', registers: [registry], collect () { this.set(sources.memoSize()) } })
   new Gauge({ name: 'hg_bcrypt_concurrency', help: 'bcrypt compares allowed to run at once (auth.bcryptConcurrency)', registers: [registry], collect () { this.set(sources.bcryptConcurrency?.() ?? 0) } })
   new Gauge({ name: 'hg_db_pool_connections', help: 'PostgreSQL connections open in the pool (busy and idle)', registers: [registry], collect () { this.set(sources.dbPool().total) } })
@@ -159,6 +165,8 @@ export function createMetrics (sources: MetricsSources): Metrics {
     bcryptRejected: () => bcryptRejections.inc(),
     prefixCache: result => cacheChild(result).inc(),
     memo: result => memo.child(result).inc(),
+    verifyShared: () => shared.inc(),
+    memoRefresh: result => refreshes.inc({ result }),
     dbQuery: (query, seconds, ok) => queryRecord(query, ok ? 'ok' : 'error').observe(seconds),
     upstream (code, seconds) {
       const r = upstreamRecord(statusClass(code))

@@ -1,57 +1,6 @@
-import { randomBytes } from 'node:crypto'
-import http from 'node:http'
-import bcrypt from 'bcrypt'
 import t from 'tap'
-import { insertPat } from '../../src/store/queries.js'
-import { rememberSecret, startStack, type Stack } from '../helpers/stack.js'
-
-// One compare at a time, and a first token slow enough (cost 14: about a
-// second) that the test can line up waiters and close their connections
-// while it runs. The others are cheap: only their place in the queue matters.
-const SLOW_COST = 14
-
-async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
-
-async function tokenWithCost (env: Stack, cost: number): Promise<string> {
-  const orgId = await env.createOrg()
-  const userId = await env.createUser()
-  await env.addMember(orgId, userId, 'member')
-  const token = 'hg_pat_' + randomBytes(24).toString('hex')
-  rememberSecret(token)
-  await insertPat(env.sidecar.db, { userId, orgId, name: 'queued', prefix: token.slice(0, 10), secretHash: await bcrypt.hash(token, cost), permissions: null, expiresAt: null })
-  return token
-}
-
-interface Sent {
-  response: Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string } | null>
-  /** Closes the connection, as a client that gives up does. */
-  abandon(): void
-}
-
-/** A request on a connection of its own (no agent), so closing it closes only this request. */
-function send (env: Stack, token: string): Sent {
-  const req = http.request({ host: '127.0.0.1', port: env.port, path: '/api/scans', agent: false, headers: { 'x-api-key': token } })
-  const response = new Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string } | null>(resolve => {
-    req.on('response', res => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { body += c })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
-    })
-    req.on('error', () => resolve(null))
-  })
-  req.end()
-  return { response, abandon: () => req.destroy() }
-}
-
-const connections = (env: Stack): Promise<number> =>
-  new Promise((resolve, reject) => env.sidecar.proxy.server.getConnections((err, n) => err === null ? resolve(n) : reject(err)))
+import { connections, send, SLOW_COST, tokenWithCost, until } from '../helpers/queue.js'
+import { startStack, type Stack } from '../helpers/stack.js'
 
 function errorLines (env: Stack): Array<Record<string, unknown>> {
   return env.logs.records().filter(r => typeof r.level === 'number' && r.level >= 50)

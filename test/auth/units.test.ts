@@ -57,7 +57,7 @@ t.test('bcrypt pool: compares for requesters that have gone are dropped, not run
 
 t.test('memo: TTL, bound, negative entries, per-process keys', async t => {
   let now = 0
-  const memo = createMemo({ ttlSeconds: 10, maxEntries: 2, negativeTtlSeconds: 1, negativeMaxEntries: 2, now: () => now })
+  const memo = createMemo({ ttlSeconds: 10, maxEntries: 2, negativeTtlSeconds: 1, negativeMaxEntries: 2, now: () => now, random: () => 0.5 })
   const k1 = memo.key('hg_pat_a')
   t.not(k1, createMemo({ ttlSeconds: 1, maxEntries: 1, negativeTtlSeconds: 1, negativeMaxEntries: 1 }).key('hg_pat_a'), 'keyed per process')
   t.notMatch(k1, /hg_pat/)
@@ -72,7 +72,7 @@ t.test('memo: TTL, bound, negative entries, per-process keys', async t => {
   t.ok(memo.isNegative('bad'))
   now += 1001
   t.notOk(memo.isNegative('bad'))
-  const lru = createMemo({ ttlSeconds: 10, maxEntries: 2, negativeTtlSeconds: 1, negativeMaxEntries: 1, now: () => now })
+  const lru = createMemo({ ttlSeconds: 10, maxEntries: 2, negativeTtlSeconds: 1, negativeMaxEntries: 1, now: () => now, random: () => 0.5 })
   lru.set('a', { id: 'a', hash: 'h' })
   lru.set('b', { id: 'b', hash: 'h' })
   now += 1000

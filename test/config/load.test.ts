@@ -16,7 +16,7 @@ t.test('defaults load and env overrides apply', async t => {
   t.equal(c.redis.keyPrefix, 'x:')
   t.equal(c.server.trustProxy, true)
   t.equal(c.auth.bcryptCost, 10)
-  t.equal(c.auth.memoTtlSeconds, 300)
+  t.equal(c.auth.memoTtlSeconds, 3600)
 })
 
 t.test('a bad value names its key', async t => {

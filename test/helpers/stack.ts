@@ -81,6 +81,9 @@ export interface StackOptions {
   redisUrl?: string | null
   upstream?: Upstream
   listen?: boolean
+  /** The memo's clock and random source (SidecarOptions). */
+  now?: () => number
+  random?: () => number
 }
 
 export interface MintOptions {
@@ -156,7 +159,7 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
   // PGlite has one session: one connection, for the sidecar and the test's own SQL alike.
   if (embedded) config = { ...config, database: { ...config.database, poolSize: 1 } }
   const { stream, capture } = captureLogs()
-  const sidecar = await createSidecar(config, { logger: createLogger(config.logLevel, stream) })
+  const sidecar = await createSidecar(config, { logger: createLogger(config.logLevel, stream), now: opts.now, random: opts.random })
   t.teardown(() => sidecar.close())
   let port = 0
   let opsPort = 0

@@ -2,10 +2,12 @@ import type { ParsedCredential } from '../../credentials/format.js'
 import type { Batcher } from '../../store/batcher.js'
 import type { Candidate, PrefixCache } from '../../store/prefix-cache.js'
 import type { PatState } from '../../store/queries.js'
+import { HG_ERR_AUTH_BUSY } from '../../errors.js'
 import { isGone, type BcryptPool, type Requester } from '../bcrypt-pool.js'
 import type { Memo } from '../memo.js'
 import { fail, Reason, refuseKnown, type AuthResult } from '../outcome.js'
 import type { RoleTable } from '../principal.js'
+import { createSingleFlight } from '../single-flight.js'
 
 export interface PatAuthenticatorDeps {
   memo: Memo
@@ -17,7 +19,18 @@ export interface PatAuthenticatorDeps {
   states: Batcher<string, PatState>
   roles: RoleTable
   onMemo?: (result: 'hit' | 'miss' | 'stale') => void
+  /** A request waited for a verification another request (or a refresh) had started. */
+  onShared?: () => void
+  /** How a background re-verification of a memo entry ended (refresh ahead). */
+  onRefresh?: (result: RefreshResult) => void
 }
+
+/**
+ * renewed: matched, the entry starts a new lifetime; failed: no longer
+ * matches, entry dropped; dropped: the background lane was full (a later hit
+ * tries again); error: the store or the pool failed.
+ */
+export type RefreshResult = 'renewed' | 'failed' | 'dropped' | 'error'
 
 type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret
 
@@ -29,6 +42,8 @@ type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret
 export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: ParsedCredential, requester?: Requester) => Promise<AuthResult> {
   const { memo, bcrypt, cache, roles, states } = deps
   const onMemo = deps.onMemo ?? (() => {})
+  const onRefresh = deps.onRefresh ?? (() => {})
+  const flights = createSingleFlight<SecretMatch>({ promote: work => bcrypt.promote(work), onShared: deps.onShared })
 
   async function firstMatch (secret: string, list: readonly Candidate[], skip: ReadonlySet<string>, requester: Requester | undefined): Promise<Candidate | null> {
     for (const c of list) {
@@ -63,6 +78,36 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     return refuseKnown(reason, { type: 'pat', id: state.id, prefix: state.prefix, orgId: state.orgId, userId: state.userId })
   }
 
+  /** verifySecret once per credential at a time (issue 23); the memo learns its answer. */
+  async function verify (cred: ParsedCredential, key: string, as: Requester): Promise<SecretMatch> {
+    const match = await verifySecret(cred, as)
+    if (typeof match === 'string') {
+      memo.delete(key)
+      memo.setNegative(key)
+    } else {
+      memo.set(key, match)
+    }
+    return match
+  }
+
+  /**
+   * Refresh ahead: a hit late in its entry's life re-verifies it in the
+   * background while the entry keeps answering, so entries in use never
+   * expire under their requests. Safe because every hit is checked against the
+   * stored hash and the fresh state anyway.
+   */
+  function refresh (cred: ParsedCredential, key: string): void {
+    if (flights.has(key)) return
+    if (!bcrypt.backgroundAvailable) {
+      onRefresh('dropped')
+      return
+    }
+    flights.background(key, as => verify(cred, key, as))?.then(
+      match => onRefresh(typeof match === 'string' ? 'failed' : 'renewed'),
+      (err: unknown) => onRefresh((err as { code?: unknown }).code === HG_ERR_AUTH_BUSY.code ? 'dropped' : 'error')
+    )
+  }
+
   function decide (state: PatState): AuthResult {
     if (state.revoked) return known(Reason.revoked, state)
     if (state.userStatus !== 'active') return known(Reason.suspended, state)
@@ -94,7 +139,9 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
         const state = await states.load(hit.id)
         if (state !== undefined && state.secretHash === hit.hash) {
           onMemo('hit')
-          return decide(state)
+          const result = decide(state)
+          if (result.ok && memo.refreshDue(hit) && memo.get(key) === hit) refresh(cred, key)
+          return result
         }
         onMemo('stale')
         memo.delete(key)
@@ -102,12 +149,8 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
         onMemo('miss')
       }
     }
-    const match = await verifySecret(cred, requester)
-    if (typeof match === 'string') {
-      memo.setNegative(key)
-      return fail(match)
-    }
-    memo.set(key, match)
+    const match = await flights.run(key, requester, as => verify(cred, key, as))
+    if (typeof match === 'string') return fail(match)
     // A compare takes tens of milliseconds: a client that left meanwhile needs no state
     // read (and on shutdown the pool may already be closed under it).
     if (isGone(requester)) return fail(Reason.clientGone)
