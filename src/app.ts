@@ -21,12 +21,14 @@ import { registerSelfService, SELF_SERVICE_PREFIXES } from './api/self-service.j
 import { createLastUsedRecorder, type LastUsedRecorder } from './auth/last-used.js'
 import { createCredentialService, type CredentialService } from './credentials/service.js'
 import { createMetrics, type Metrics } from './ops/metrics.js'
+import { createHealth } from './ops/health.js'
 import { buildOpsApp, type Health } from './ops/server.js'
 import proxyPlugin from './proxy/plugin.js'
 import { createBatcher } from './store/batcher.js'
-import { LATEST_VERSION, migrate, schemaVersion } from './store/migrate.js'
-import { createDb, type Db } from './store/postgres.js'
+import { migrate, migrateDatabase } from './store/migrate.js'
+import { checkDatabase, createDb, type Db } from './store/postgres.js'
 import { createMemoryPrefixCache, createRedisPrefixCache, type PrefixCache } from './store/prefix-cache.js'
+import { closeRedisClient, createRedisClient, createRedisHealth, redisTopology } from './store/redis.js'
 import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from './store/queries.js'
 
 export interface SidecarOptions {
@@ -104,19 +106,22 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
 
   const db = createDb({
     url: config.database.url,
+    pooler: config.database.pooler,
     poolSize: config.database.poolSize,
     connectTimeoutMs: config.database.connectTimeoutMs,
-    queryTimeoutMs: config.database.queryTimeoutMs
+    queryTimeoutMs: config.database.queryTimeoutMs,
+    onPoolerMismatch: (hint, err) => log.error({ err }, hint)
   })
-  const cache = config.redis.url === null
+  const redisHealth = createRedisHealth({
+    onWarn: w => log.warn({ code: w.code, failures: w.failures, commands: w.commands, hint: w.hint, err: w.err }, 'redis failing; PostgreSQL serves the lookups')
+  })
+  const redis = redisTopology(config.redis) === null ? null : createRedisClient(config.redis, err => redisHealth.connectionError(err))
+  const cache = redis === null
     ? createMemoryPrefixCache({ ttlSeconds: config.auth.prefixCacheTtlSeconds, maxEntries: config.auth.prefixCacheMaxEntries })
-    : createRedisPrefixCache({
-      url: config.redis.url,
-      keyPrefix: config.redis.keyPrefix,
-      ttlSeconds: config.auth.prefixCacheTtlSeconds,
-      commandTimeoutMs: config.redis.commandTimeoutMs,
-      onError: err => log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'redis unavailable; PostgreSQL serves the lookups')
-    })
+    : createRedisPrefixCache({ client: redis, health: redisHealth, keyPrefix: config.redis.keyPrefix, ttlSeconds: config.auth.prefixCacheTtlSeconds })
+  const closeStores = async (): Promise<void> => {
+    await Promise.allSettled([db.close(), cache.close(), redis === null ? undefined : closeRedisClient(redis)])
+  }
 
   const memo = createMemo({
     ttlSeconds: config.auth.memoTtlSeconds,
@@ -167,20 +172,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     })
   })
 
-  const health: Health = {
-    shuttingDown: false,
-    async check () {
-      const [version, pgOk] = await Promise.all([
-        schemaVersion(db.pool).catch(() => -1),
-        db.ping()
-      ])
-      return {
-        postgres: pgOk && version >= 0 ? 'ok' : 'down',
-        migrated: version >= LATEST_VERSION,
-        redis: cache.status()
-      }
-    }
-  }
+  const health: Health = createHealth({ db, redis: () => cache.status() })
 
   const proxy: FastifyInstance = Fastify(fastifyOptions(config, log))
   proxy.setErrorHandler(errorHandler)
@@ -244,15 +236,17 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   const ops = buildOpsApp({ log, health, metrics: metrics.render })
   const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, errorHandler })
 
-  if (config.database.migrateOnStart) {
-    try {
-      const res = await migrate(db.pool)
+  try {
+    await checkDatabase(db, warning => log.warn(warning))
+    if (config.database.migrateOnStart) {
+      // On the service's own pool unless MIGRATE_DATABASE_URL names another way in
+      // (the embedded database takes one connection only).
+      const res = config.database.migrateUrl === null ? await migrate(db.pool) : await migrateDatabase(config.database)
       if (res.applied.length > 0) log.info({ applied: res.applied, version: res.current }, 'migrations applied')
-    } catch (err) {
-      await db.close()
-      await cache.close()
-      throw err
     }
+  } catch (err) {
+    await closeStores()
+    throw err
   }
 
   let closing: Promise<void> | null = null
@@ -287,7 +281,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
         await Promise.allSettled([proxy.close(), admin.close()])
         await lastUsed.close()
         await ops.close()
-        await Promise.allSettled([db.close(), cache.close()])
+        await closeStores()
       })()
       return closing
     }
