@@ -113,10 +113,12 @@ export function createRedisClient (cfg: RedisSettings, onError: (err: Error) => 
 }
 
 export async function closeRedisClient (client: RedisClient): Promise<void> {
-  if (client.status === 'end') return
   try {
-    await client.quit()
+    if (client.status !== 'end') await client.quit()
   } catch {
+  } finally {
+    // quit() leaves the Sentinel failover detector's subscriptions reconnecting
+    // for ever; disconnect() also closes those.
     client.disconnect()
   }
 }
@@ -235,8 +237,10 @@ export function createRedisHealth (opts: RedisHealthOptions = {}): RedisHealth {
   function warn (err: Error, c: { failures: number, commands: number }): void {
     const t = now()
     if (t - lastWarn < warnInterval || opts.onWarn === undefined) return
-    lastWarn = t
     const code = redisErrorCode(err)
+    // A command not sent while disconnected: the connection's own error says why.
+    if (code === 'NOTREADY') return
+    lastWarn = t
     const hint = redisErrorHint(code)
     opts.onWarn({ code, err, ...c, ...(hint === undefined ? {} : { hint }) })
   }

@@ -23,6 +23,10 @@ t.test('Redis on a dead port from the start: valid tokens pass through PostgreSQ
   const ready = await request(env.opsPort, '/readyz')
   t.equal(ready.statusCode, 200)
   t.same(ready.json(), { status: 'degraded', postgres: 'ok', redis: 'degraded' })
+  const warning = env.logs.records().find(r => r.msg === 'redis failing; PostgreSQL serves the lookups')
+  t.equal(warning?.code, 'ECONNREFUSED', 'a warning with the error code')
+  t.match((warning?.err as { message?: string } | undefined)?.message ?? '', /ECONNREFUSED/)
+  t.notOk(env.logs.lines.some(l => l.includes('[object Object]')), 'the error itself is logged, not [object Object]')
 })
 
 t.test('Redis lost mid-run and back: requests keep passing, the cache reconnects by itself', async t => {
