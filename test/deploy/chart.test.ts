@@ -63,7 +63,9 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     { sidecar: { nativeSidecar: true }, serviceMonitor: { enabled: true, force: true, labels: { release: 'prom' } } },
     { podDisruptionBudget: { enabled: true, minAvailable: '50%', maxUnavailable: null } },
     { sidecar: { image: { digest: `sha256:${'ab'.repeat(32)}` }, extraEnv: [{ name: 'BCRYPT_COST', value: '12' }] } },
-    { secrets: { existingSecret: 'scan-api-db', redisUrlKey: '', adminTokenKey: '' }, global: { anything: true } }
+    { secrets: { existingSecret: 'scan-api-db', redisUrlKey: '', adminTokenKey: '' }, global: { anything: true } },
+    { sidecar: { databasePooler: 'transaction', dbPoolSize: 2, redis: { sentinels: ['redis-sentinel:26379', '[fd00::1]:26379'], sentinelName: 'mymaster', tls: true } }, secrets: { migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL' } },
+    { sidecar: { redis: { clusterNodes: ['redis-cluster-0.redis:6379'] } }, migrations: { job: { enabled: false } } }
   ]
   for (const over of good) t.equal(check(mergeValues(VALUES, over)), '', JSON.stringify(over))
 
@@ -78,10 +80,17 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     [{ secrets: { databaseUrl: 'postgres://user:pw@db/hg' } }, /secrets must NOT have additional properties/],
     [{ config: { adminToken: 'not-a-real-token-0000' } }, /config\/adminToken must NOT be valid/],
     [{ config: { database: { url: 'postgres://user:pw@db/hg' } } }, /config\/database\/url must NOT be valid/],
+    [{ config: { database: { migrateUrl: 'postgres://user:pw@db/hg' } } }, /config\/database\/migrateUrl must NOT be valid/],
+    [{ config: { redis: { password: 'pw' } } }, /config\/redis\/password must NOT be valid/],
+    [{ config: { redis: { sentinelPassword: 'pw' } } }, /config\/redis\/sentinelPassword must NOT be valid/],
     [{ podDisruptionBudget: { minAvailable: '50' } }, /minAvailable/],
     [{ serviceMonitor: { interval: '30' } }, /interval must match pattern/],
     [{ app: { port: 0 } }, /app\/port must be >= 1/],
-    [{ app: { image: null } }, /app must have required property 'image'/]
+    [{ app: { image: null } }, /app must have required property 'image'/],
+    [{ sidecar: { databasePooler: 'session' } }, /databasePooler must be equal to one of the allowed values/],
+    [{ sidecar: { redis: { sentinels: ['redis-sentinel'] } } }, /sentinels\/0 must match pattern/],
+    [{ sidecar: { dbPoolSize: 0 } }, /dbPoolSize must be >= 1/],
+    [{ migrations: { job: { enabled: 'yes' } } }, /enabled must be boolean/]
   ]
   for (const [over, re] of bad) t.match(check(mergeValues(VALUES, over)), re, JSON.stringify(over))
 })
@@ -279,6 +288,7 @@ interface Container {
   name: string
   image: string
   restartPolicy?: string
+  args?: string[]
   ports?: Array<{ name?: string, containerPort: number }>
   env?: EnvVar[]
   startupProbe?: Probe
@@ -306,6 +316,9 @@ interface Manifest {
 }
 interface Deployment extends Manifest {
   spec: { template: { metadata: { labels: Record<string, string>, annotations?: Record<string, string> }, spec: PodSpec } }
+}
+interface Job extends Manifest {
+  spec: { template: { metadata: { labels: Record<string, string> }, spec: PodSpec & { restartPolicy?: string } } }
 }
 interface Service extends Manifest {
   spec: { selector: Record<string, string>, ports: Array<{ name: string, port: number, targetPort: number | string }> }
@@ -376,7 +389,7 @@ t.test('rendered chart', async t => {
 
   await t.test('defaults plus the required values', async t => {
     const { docs } = await render([MIN_VALUES])
-    t.same(docs.map(d => d.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service', 'ServiceAccount'])
+    t.same(docs.map(d => d.kind).sort(), ['ConfigMap', 'Deployment', 'Job', 'NetworkPolicy', 'Service', 'ServiceAccount'])
     const dep = only<Deployment>(docs, 'Deployment')
     const pod = dep.spec.template.spec
     t.same(pod.containers.map(c => c.name), [appName, sidecarName], 'the app and the sidecar, no init containers')
@@ -440,6 +453,49 @@ t.test('rendered chart', async t => {
     const svc = only<Service>(docs, 'Service')
     t.same(svc.spec.ports, [{ name: 'http', port: 80, targetPort: httpPort, protocol: 'TCP' }], 'only the proxy port, no ops port')
     t.ok(subset(svc.spec.selector, dep.spec.template.metadata.labels), 'the Service selects the pods')
+
+    // Migrations run once per install or upgrade, before the pods roll; the pods do not.
+    t.equal(plain.MIGRATE_ON_START, 'false')
+    t.equal(plain.DATABASE_POOLER, 'none')
+    t.equal(plain.DB_POOL_SIZE, '3')
+    const job = only<Job>(docs, 'Job')
+    t.equal(job.metadata.annotations?.['helm.sh/hook'], 'pre-install,pre-upgrade')
+    t.notOk(subset(svc.spec.selector, job.spec.template.metadata.labels), 'the Service never selects the migration pod')
+    const migrate = container(job.spec.template.spec.containers, 'migrate')
+    t.equal(migrate.image, side.image, 'the sidecar\'s image')
+    t.same(migrate.args, ['node', 'dist/cli/bin.cjs', 'migrate'])
+    t.same(env(migrate).get('DATABASE_URL')?.valueFrom, vars.get('DATABASE_URL')?.valueFrom)
+    t.equal(job.spec.template.spec.restartPolicy, 'Never')
+    t.equal(job.spec.template.spec.serviceAccountName, undefined, 'not the chart\'s ServiceAccount: it does not exist yet before install')
+    t.equal(migrate.securityContext?.readOnlyRootFilesystem, true)
+  })
+
+  await t.test('Sentinel, Cluster, a pooler and a separate migration URL', async t => {
+    const { docs } = await render([MIN_VALUES, overlay({
+      sidecar: { databasePooler: 'transaction', dbPoolSize: 2, redis: { sentinels: ['redis-sentinel-0.redis:26379', 'redis-sentinel-1.redis:26379'], sentinelName: 'mymaster', tls: true, sentinelTls: true } },
+      secrets: { redisUrlKey: '', migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL', redisPasswordKey: 'REDIS_PASSWORD', redisSentinelPasswordKey: 'REDIS_SENTINEL_PASSWORD' }
+    })])
+    const side = container(only<Deployment>(docs, 'Deployment').spec.template.spec.containers, sidecarName)
+    const vars = env(side)
+    const plain = plainEnv(side)
+    t.same({ pooler: plain.DATABASE_POOLER, pool: plain.DB_POOL_SIZE, sentinels: plain.REDIS_SENTINELS, name: plain.REDIS_SENTINEL_NAME, tls: plain.REDIS_TLS, sentinelTls: plain.REDIS_SENTINEL_TLS },
+      { pooler: 'transaction', pool: '2', sentinels: 'redis-sentinel-0.redis:26379,redis-sentinel-1.redis:26379', name: 'mymaster', tls: 'true', sentinelTls: 'true' })
+    for (const name of ['MIGRATE_DATABASE_URL', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']) {
+      t.same(vars.get(name)?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: name, optional: true } }, `${name} from the Secret`)
+    }
+    const cfg = loadConfig({ env: { ...plain, CONFIG_FILE: '', DATABASE_URL: 'postgres://db/hg', REDIS_PASSWORD: 'x' } })
+    t.equal(cfg.redis.sentinelName, 'mymaster', 'the sidecar accepts the Sentinel settings')
+    t.equal(cfg.database.pooler, 'transaction')
+    const migrate = container(only<Job>(docs, 'Job').spec.template.spec.containers, 'migrate')
+    t.same(env(migrate).get('MIGRATE_DATABASE_URL')?.valueFrom, vars.get('MIGRATE_DATABASE_URL')?.valueFrom, 'the Job migrates through MIGRATE_DATABASE_URL')
+    t.equal(plainEnv(migrate).DATABASE_POOLER, 'transaction')
+
+    const cluster = await render([MIN_VALUES, overlay({ sidecar: { redis: { clusterNodes: ['redis-0.redis:6379', 'redis-1.redis:6379'] } }, migrations: { job: { enabled: false } } })])
+    const cplain = plainEnv(container(only<Deployment>(cluster.docs, 'Deployment').spec.template.spec.containers, sidecarName))
+    t.equal(cplain.REDIS_CLUSTER_NODES, 'redis-0.redis:6379,redis-1.redis:6379')
+    t.equal(cplain.REDIS_SENTINELS, undefined)
+    t.notOk(cluster.docs.some(d => d.kind === 'Job'), 'no Job when disabled')
+    t.equal(loadConfig({ env: { ...cplain, CONFIG_FILE: '' } }).redis.clusterNodes.length, 2)
   })
 
   await t.test('a changed config rolls the pods; other changes do not touch the checksum', async t => {
@@ -497,7 +553,7 @@ t.test('rendered chart', async t => {
       tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'scans', effect: 'NoSchedule' }],
       affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { tier: 'api' } } } }] } },
       topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { tier: 'api' } } }],
-      extraVolumes: [{ name: 'app-cache', emptyDir: {} }],
+      extraVolumes: [{ name: 'app-cache', emptyDir: {} }, { name: 'redis-ca', configMap: { name: 'redis-ca' } }],
       app: {
         command: ['/app/server'],
         args: ['--listen', '127.0.0.1:3000'],
@@ -513,7 +569,8 @@ t.test('rendered chart', async t => {
         image: { digest: `sha256:${'0'.repeat(64)}` },
         upstreamUrl: 'http://127.0.0.1:3001',
         preStopSleepSeconds: 0,
-        extraEnv: [{ name: 'BCRYPT_COST', value: '12' }, { name: 'UV_THREADPOOL_SIZE', value: '4' }],
+        extraEnv: [{ name: 'BCRYPT_COST', value: '12' }, { name: 'UV_THREADPOOL_SIZE', value: '4' }, { name: 'REDIS_TLS_CA_FILE', value: '/etc/redis-ca/ca.crt' }],
+        extraVolumeMounts: [{ name: 'redis-ca', mountPath: '/etc/redis-ca', readOnly: true }],
         startupProbe: { initialDelaySeconds: 1 }
       },
       secrets: { redisUrlKey: '', adminTokenKey: 'admin-token' },
@@ -522,7 +579,7 @@ t.test('rendered chart', async t => {
       podDisruptionBudget: { enabled: true, minAvailable: '50%' },
       networkPolicy: { proxyFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress' } } }], opsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], extraIngress: [{ ports: [{ port: 3002 }] }] }
     })])
-    for (const d of docs) t.equal(d.metadata.name, d.kind === 'ServiceAccount' ? 'scan-api-sa' : 'scan-api', `${d.kind} named by fullnameOverride`)
+    for (const d of docs) t.equal(d.metadata.name, d.kind === 'ServiceAccount' ? 'scan-api-sa' : d.kind === 'Job' ? 'scan-api-migrate' : 'scan-api', `${d.kind} named by fullnameOverride`)
     const dep = only<Deployment>(docs, 'Deployment')
     t.equal(dep.spec.template.spec.serviceAccountName, 'scan-api-sa')
     const side = container(dep.spec.template.spec.containers, sidecarName)
@@ -531,6 +588,7 @@ t.test('rendered chart', async t => {
     const vars = env(side)
     t.equal(vars.get('UPSTREAM_URL')?.value, 'http://127.0.0.1:3001')
     t.equal(vars.get('BCRYPT_COST')?.value, '12')
+    t.ok(side.volumeMounts?.some(m => m.name === 'redis-ca' && m.mountPath === '/etc/redis-ca'), 'sidecar.extraVolumeMounts')
     t.notOk(vars.has('REDIS_URL'), 'an empty key name leaves REDIS_URL unset')
     t.equal(vars.get('ADMIN_TOKEN')?.valueFrom?.secretKeyRef?.key, 'admin-token')
     const sm = only<ServiceMonitor>(docs, 'ServiceMonitor')
@@ -544,7 +602,9 @@ t.test('rendered chart', async t => {
       ['chart defaults alone', [], /app\.image\.repository is required/],
       ['no Secret', [MIN_VALUES, overlay({ secrets: { existingSecret: '' } })], /secrets\.existingSecret is required/],
       ['grace period too short', [MIN_VALUES, overlay({ terminationGracePeriodSeconds: 20 })], /terminationGracePeriodSeconds \(20 s\) must exceed/],
-      ['one container name for both', [MIN_VALUES, overlay({ app: { name: 'hg-auth-sidecar' } })], /app\.name and sidecar\.name must differ/]
+      ['one container name for both', [MIN_VALUES, overlay({ app: { name: 'hg-auth-sidecar' } })], /app\.name and sidecar\.name must differ/],
+      ['sentinels without a name', [MIN_VALUES, overlay({ sidecar: { redis: { sentinels: ['s:26379'] } } })], /sidecar\.redis\.sentinelName is required/],
+      ['two Redis topologies', [MIN_VALUES, overlay({ sidecar: { redis: { sentinels: ['s:26379'], sentinelName: 'm', clusterNodes: ['c:6379'] } } })], /set one Redis topology/]
     ]
     for (const [name, files, re] of cases) {
       const r = await renderer.render(files)

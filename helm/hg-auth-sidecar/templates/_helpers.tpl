@@ -80,8 +80,37 @@ cover the preStop sleep plus the sidecar's own drain, and a native sidecar needs
 {{- if eq .Values.app.name .Values.sidecar.name }}
 {{- fail (printf "app.name and sidecar.name must differ (both are %q)" .Values.app.name) }}
 {{- end }}
+{{- if and .Values.sidecar.redis.sentinels .Values.sidecar.redis.clusterNodes }}
+{{- fail "sidecar.redis.sentinels and sidecar.redis.clusterNodes: set one Redis topology, not both" }}
+{{- end }}
 {{- if and .Values.sidecar.nativeSidecar (semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version) }}
 {{- fail (printf "sidecar.nativeSidecar needs Kubernetes 1.29 or later (this cluster: %s)" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- end }}
+
+{{/*
+How the sidecar and the migration Job reach PostgreSQL: DATABASE_URL (and
+MIGRATE_DATABASE_URL when a key names it) from the Secret, and the pooler mode.
+*/}}
+{{- define "hg-auth-sidecar.databaseEnv" -}}
+{{- $sec := .Values.secrets -}}
+{{- $secretName := required "secrets.existingSecret is required: the name of a Secret holding DATABASE_URL (see docs/kubernetes.md)" $sec.existingSecret -}}
+- name: DATABASE_POOLER
+  value: {{ .Values.sidecar.databasePooler | quote }}
+{{- if $sec.databaseUrlKey }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ $sec.databaseUrlKey }}
+{{- end }}
+{{- if $sec.migrateDatabaseUrlKey }}
+- name: MIGRATE_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ $sec.migrateDatabaseUrlKey }}
+      optional: true
 {{- end }}
 {{- end }}
 
@@ -128,14 +157,28 @@ port of a native sidecar (kubernetes/kubernetes#127958).
       value: {{ $s.migrateOnStart | toString | quote }}
     - name: TRUST_PROXY
       value: {{ $s.trustProxy | toString | quote }}
+    - name: DB_POOL_SIZE
+      value: {{ int $s.dbPoolSize | quote }}
+    {{- include "hg-auth-sidecar.databaseEnv" . | nindent 4 }}
     {{- $sec := .Values.secrets }}
-    {{- $secretName := required "secrets.existingSecret is required: the name of a Secret holding DATABASE_URL (see docs/kubernetes.md)" $sec.existingSecret }}
-    {{- if $sec.databaseUrlKey }}
-    - name: DATABASE_URL
-      valueFrom:
-        secretKeyRef:
-          name: {{ $secretName }}
-          key: {{ $sec.databaseUrlKey }}
+    {{- $secretName := $sec.existingSecret }}
+    {{- with $s.redis.sentinels }}
+    - name: REDIS_SENTINELS
+      value: {{ join "," . | quote }}
+    - name: REDIS_SENTINEL_NAME
+      value: {{ required "sidecar.redis.sentinelName is required with sidecar.redis.sentinels" $s.redis.sentinelName | quote }}
+    {{- end }}
+    {{- with $s.redis.clusterNodes }}
+    - name: REDIS_CLUSTER_NODES
+      value: {{ join "," . | quote }}
+    {{- end }}
+    {{- if $s.redis.tls }}
+    - name: REDIS_TLS
+      value: "true"
+    {{- end }}
+    {{- if $s.redis.sentinelTls }}
+    - name: REDIS_SENTINEL_TLS
+      value: "true"
     {{- end }}
     {{- if $sec.redisUrlKey }}
     - name: REDIS_URL
@@ -143,6 +186,22 @@ port of a native sidecar (kubernetes/kubernetes#127958).
         secretKeyRef:
           name: {{ $secretName }}
           key: {{ $sec.redisUrlKey }}
+          optional: true
+    {{- end }}
+    {{- if $sec.redisPasswordKey }}
+    - name: REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secretName }}
+          key: {{ $sec.redisPasswordKey }}
+          optional: true
+    {{- end }}
+    {{- if $sec.redisSentinelPasswordKey }}
+    - name: REDIS_SENTINEL_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secretName }}
+          key: {{ $sec.redisSentinelPasswordKey }}
           optional: true
     {{- end }}
     {{- if $sec.adminTokenKey }}
@@ -197,4 +256,7 @@ port of a native sidecar (kubernetes/kubernetes#127958).
       readOnly: true
     - name: tmp
       mountPath: /tmp
+    {{- with $s.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
