@@ -19,9 +19,9 @@ import { createMetrics, type Metrics } from './ops/metrics.js'
 import { buildOpsApp, readiness } from './ops/server.js'
 import { createUpstreamCheck } from './ops/upstream-check.js'
 import { buildProxyApp } from './proxy/app.js'
-import { migrate } from './store/migrate.js'
+import { migrate, migrateDatabase } from './store/migrate.js'
 import { openStore } from './store/open.js'
-import type { Db } from './store/postgres.js'
+import { checkDatabase, type Db } from './store/postgres.js'
 import type { PrefixCache } from './store/prefix-cache.js'
 
 export interface SidecarOptions {
@@ -61,7 +61,8 @@ export interface Sidecar {
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
   const log = options.logger ?? createLogger(config.logLevel)
   const assertion = await createAssertion(config, log)
-  const { db, cache } = openStore(config, { log })
+  const store = openStore(config, { log })
+  const { db, cache } = store
   const metrics = createMetrics({
     bcryptQueue: () => auth.bcrypt.queued,
     bcryptActive: () => auth.bcrypt.active,
@@ -76,7 +77,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random })
   const { memo, bcrypt, roles, lastUsed } = auth
   // With the upstream check on, a pod is not Ready before its app listens.
-  const health = createHealth({ db, cache, upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })
+  const health = createHealth({ db, redis: () => cache.status(), upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })
   const service = createCredentialService({ db, cache, roles, config })
   const audit = createAudit(config, { db, log, auth, service, observe: metrics })
   const { useEvents, retention } = audit
@@ -102,15 +103,17 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   const ops = buildOpsApp({ log, health, metrics: metrics.render, ...(assertion === null ? {} : { jwks: assertion.jwks }) })
   const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, audit: { listEvents: audit.listEvents, leaks: audit.leaks } })
 
-  if (config.database.migrateOnStart) {
-    try {
-      const res = await migrate(db.pool)
+  try {
+    await checkDatabase(db, warning => log.warn(warning))
+    if (config.database.migrateOnStart) {
+      // On the service's own pool unless MIGRATE_DATABASE_URL names another way in.
+      const res = config.database.migrateUrl === null ? await migrate(db.pool) : await migrateDatabase(config.database)
       if (res.applied.length > 0) log.info({ applied: res.applied, version: res.current }, 'migrations applied')
-    } catch (err) {
-      await Promise.allSettled([audit.close(), lastUsed.close()])
-      await Promise.allSettled([db.close(), cache.close()])
-      throw err
     }
+  } catch (err) {
+    await Promise.allSettled([audit.close(), lastUsed.close()])
+    await store.close()
+    throw err
   }
 
   const parts = { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, assertion, proxy, ops, admin }
@@ -131,7 +134,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
         await Promise.allSettled([proxy.close(), admin.close()])
         await Promise.allSettled([lastUsed.close(), audit.close()])
         await ops.close()
-        await Promise.allSettled([db.close(), cache.close()])
+        await store.close()
       })()
       return closing
     }

@@ -8,6 +8,7 @@ import pg from 'pg'
 const DIST = new URL('../../dist/', import.meta.url)
 const { generateCredential, hashPat, sha256 } = await import(new URL('credentials/mint.js', DIST))
 const { migrate } = await import(new URL('store/migrate.js', DIST))
+const { RECOMMENDED_PLANNER_SETTINGS } = await import(new URL('store/postgres.js', DIST))
 
 export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -35,6 +36,8 @@ async function admin (sql) {
 export async function createDatabase (name) {
   if (!/^[a-z0-9_]+$/.test(name)) throw new Error(`bad database name ${name}`)
   await admin(`CREATE DATABASE ${name}`)
+  // The planner settings docs/DEPLOYMENT.md recommends for the sidecar's role, here for its database.
+  for (const [k, v] of Object.entries(RECOMMENDED_PLANNER_SETTINGS)) await admin(`ALTER DATABASE ${name} SET ${k} = ${v}`)
   const url = withDatabase(ADMIN_URL, name)
   const pool = new pg.Pool({ connectionString: url, max: 4 })
   pool.on('error', () => {})

@@ -8,8 +8,9 @@ import type { Config } from '../config/schema.js'
 import { createCredentialService, parseDuration, requireUuid, type CreatedCredential, type CredentialService, type PatView } from '../management/service.js'
 import { createLogger } from '../logger.js'
 import { listEvents } from '../store/events.js'
-import { migrate } from '../store/migrate.js'
+import { migrate, migrateDatabase, type MigrateResult } from '../store/migrate.js'
 import { DatabaseConfigError, openStore, resolveDatabase, type Store } from '../store/open.js'
+import { poolerHint } from '../store/postgres.js'
 
 /** A refusal: printed on stderr, exit code 1. */
 class UsageError extends Error {}
@@ -186,12 +187,15 @@ export function buildCli (): Command {
   program.command('migrate')
     .description('apply the database migrations (a no-op when up to date)')
     .action(async () => {
-      await withStore(async store => {
-        const res = await migrate(store.db.pool)
-        process.stdout.write(res.applied.length === 0
-          ? `schema is up to date (version ${res.current})\n`
-          : `applied migration(s) ${res.applied.join(', ')}; schema version ${res.current}\n`)
-      })
+      const cfg = config()
+      // MIGRATE_DATABASE_URL (or DATABASE_URL) on a connection of its own; the embedded
+      // database only when neither is set (withStore migrates it on opening).
+      const res: MigrateResult = cfg.database.url === null && cfg.database.migrateUrl === null
+        ? await withStore(async store => await migrate(store.db.pool))
+        : await migrateDatabase(cfg.database)
+      process.stdout.write(res.applied.length === 0
+        ? `schema is up to date (version ${res.current})\n`
+        : `applied migration(s) ${res.applied.join(', ')}; schema version ${res.current}\n`)
     })
 
   const token = program.command('token').description('personal access tokens')
@@ -315,6 +319,8 @@ export async function main (argv: string[]): Promise<number> {
     let message = err instanceof Error ? err.message : String(err)
     const cause = err instanceof Error ? (err.cause as { message?: string } | undefined)?.message : undefined
     if (cause !== undefined && cause !== '') message += ` (${cause})`
+    const hint = poolerHint(err)
+    if (hint !== null && !message.includes(hint)) message += `\nhg-sidecar: ${hint}`
     process.stderr.write(`hg-sidecar: ${message}\n`)
     return 1
   }

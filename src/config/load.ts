@@ -76,7 +76,7 @@ function envValue (name: EnvKey, raw: string): Json {
     if (['0', 'false', 'no', 'off'].includes(v)) return false
     throw new ConfigError(`${name}: expected true or false, got ${JSON.stringify(raw.slice(0, 40))}`)
   }
-  if (type === 'list') return raw.split(',').map(v => v.trim().toLowerCase()).filter(v => v !== '')
+  if (type === 'list') return raw.split(',').map(v => v.trim()).filter(v => v !== '')
   if (type === 'trust') {
     const v = raw.trim().toLowerCase()
     if (['1', 'true', 'yes', 'on'].includes(v)) return true
@@ -87,7 +87,7 @@ function envValue (name: EnvKey, raw: string): Json {
 }
 
 const envByKey = new Map<string, string>(Object.entries(ENV_KEYS).map(([env, { key }]) => [key, env]))
-const SECRET_KEYS = new Set(['adminToken', 'database.url', 'redis.url'])
+const SECRET_KEYS = new Set(['adminToken', 'database.url', 'database.migrateUrl', 'redis.url', 'redis.password', 'redis.sentinelPassword'])
 
 function describeKey (pointer: string): string {
   const key = pointer.replace(/^\//, '').split('/').map(p => /^\d+$/.test(p) ? `[${p}]` : `.${p}`).join('').replace(/^\./, '')
@@ -107,6 +107,10 @@ export function loadConfig (options: LoadOptions = {}): Config {
     setPath(doc, ENV_KEYS[name].key, envValue(name, raw))
   }
   if (options.overrides !== undefined) doc = merge(doc, options.overrides as JsonObject)
+  const redisUrl = isObject(doc.redis) ? doc.redis.url : undefined
+  if (typeof redisUrl === 'string' && /^redis\+sentinel:/i.test(redisUrl)) {
+    throw new ConfigError('invalid config: redis.url (REDIS_URL): a Sentinel set is configured with redis.sentinels (REDIS_SENTINELS=host:port,...) and redis.sentinelName (REDIS_SENTINEL_NAME), not a URL')
+  }
 
   const first = Value.Errors(ConfigSchema, doc).First()
   if (first !== undefined) {
@@ -143,6 +147,15 @@ function checkSemantics (config: Config): void {
   }
   if (config.assertion.enabled && config.assertion.audience === null) {
     throw new ConfigError('invalid config: assertion.audience (ASSERTION_AUDIENCE): required when assertion.enabled is true (the upstream checks that an assertion was issued for it)')
+  }
+  const redis = config.redis
+  const topologies = [redis.url !== null && 'redis.url (REDIS_URL)', redis.sentinels.length > 0 && 'redis.sentinels (REDIS_SENTINELS)', redis.clusterNodes.length > 0 && 'redis.clusterNodes (REDIS_CLUSTER_NODES)'].filter(v => v !== false)
+  if (topologies.length > 1) throw new ConfigError(`invalid config: ${topologies.join(' and ')}: set one Redis topology, not ${topologies.length}`)
+  if (redis.sentinels.length > 0 && redis.sentinelName === null) {
+    throw new ConfigError('invalid config: redis.sentinelName (REDIS_SENTINEL_NAME): required with redis.sentinels (the master group name the sentinels monitor)')
+  }
+  if ((redis.tls.certFile === null) !== (redis.tls.keyFile === null)) {
+    throw new ConfigError('invalid config: redis.tls.certFile (REDIS_TLS_CERT_FILE): a client certificate needs both certFile and keyFile')
   }
   if (config.tokens.defaultLifetimeDays > config.tokens.maxLifetimeDays) {
     throw new ConfigError('invalid config: tokens.defaultLifetimeDays: must not exceed tokens.maxLifetimeDays')

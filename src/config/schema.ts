@@ -5,6 +5,9 @@ const PositiveInt = Type.Integer({ minimum: 1 })
 const NonNegativeInt = Type.Integer({ minimum: 0 })
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$' })
 const PermissionName = Type.String({ pattern: '^[a-z][a-z0-9_-]*(:[a-z0-9_-]+)*$', maxLength: 64 })
+/** `host:port`, `[v6]:port`: a Redis Sentinel or Cluster seed node. */
+const HostPort = Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$' })
+const NullableString = Type.Union([Type.String({ minLength: 1 }), Type.Null()])
 const Method = Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'].map(m => Type.Literal(m)))
 
 export const RoleSchema = Type.Object({
@@ -56,6 +59,9 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false }),
   database: Type.Object({
     url: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
+    /** Used by `migrate` and migrate-on-start instead of url (a direct or session-mode connection). */
+    migrateUrl: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
+    pooler: Type.Union([Type.Literal('none'), Type.Literal('transaction')]),
     dataDir: Type.String({ minLength: 1 }),
     poolSize: PositiveInt,
     stateQueriesInFlight: NonNegativeInt,
@@ -65,6 +71,22 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false }),
   redis: Type.Object({
     url: Type.Union([Type.String({ pattern: '^rediss?://' }), Type.Null()]),
+    sentinels: Type.Array(HostPort),
+    sentinelName: NullableString,
+    sentinelUsername: NullableString,
+    sentinelPassword: NullableString,
+    clusterNodes: Type.Array(HostPort),
+    /** Sentinel and Cluster data nodes (a standalone URL carries its own). */
+    username: NullableString,
+    password: NullableString,
+    tls: Type.Object({
+      enabled: Type.Boolean(),
+      caFile: NullableString,
+      certFile: NullableString,
+      keyFile: NullableString,
+      /** The sentinels speak TLS too. */
+      sentinels: Type.Boolean()
+    }, { additionalProperties: false }),
     keyPrefix: Type.String({ maxLength: 64 }),
     commandTimeoutMs: PositiveInt
   }, { additionalProperties: false }),
@@ -138,9 +160,23 @@ export const ENV_KEYS = {
   UPSTREAM_READINESS_CHECK: { key: 'upstream.readinessCheck', type: 'bool' },
   DATABASE_URL: { key: 'database.url', type: 'string' },
   DATA_DIR: { key: 'database.dataDir', type: 'string' },
+  DATABASE_POOLER: { key: 'database.pooler', type: 'string' },
+  MIGRATE_DATABASE_URL: { key: 'database.migrateUrl', type: 'string' },
   DB_POOL_SIZE: { key: 'database.poolSize', type: 'int' },
   MIGRATE_ON_START: { key: 'database.migrateOnStart', type: 'bool' },
   REDIS_URL: { key: 'redis.url', type: 'string' },
+  REDIS_SENTINELS: { key: 'redis.sentinels', type: 'list' },
+  REDIS_SENTINEL_NAME: { key: 'redis.sentinelName', type: 'string' },
+  REDIS_SENTINEL_USERNAME: { key: 'redis.sentinelUsername', type: 'string' },
+  REDIS_SENTINEL_PASSWORD: { key: 'redis.sentinelPassword', type: 'string' },
+  REDIS_CLUSTER_NODES: { key: 'redis.clusterNodes', type: 'list' },
+  REDIS_USERNAME: { key: 'redis.username', type: 'string' },
+  REDIS_PASSWORD: { key: 'redis.password', type: 'string' },
+  REDIS_TLS: { key: 'redis.tls.enabled', type: 'bool' },
+  REDIS_TLS_CA_FILE: { key: 'redis.tls.caFile', type: 'string' },
+  REDIS_TLS_CERT_FILE: { key: 'redis.tls.certFile', type: 'string' },
+  REDIS_TLS_KEY_FILE: { key: 'redis.tls.keyFile', type: 'string' },
+  REDIS_SENTINEL_TLS: { key: 'redis.tls.sentinels', type: 'bool' },
   REDIS_KEY_PREFIX: { key: 'redis.keyPrefix', type: 'string' },
   ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
   LOG_LEVEL: { key: 'logLevel', type: 'string' },

@@ -1,12 +1,12 @@
-import type { PrefixCache } from '../store/prefix-cache.js'
 import { LATEST_VERSION, schemaVersion } from '../store/migrate.js'
 import type { Db } from '../store/postgres.js'
+import type { CacheStatus } from '../store/prefix-cache.js'
 import type { UpstreamCheck } from './upstream-check.js'
 
 export interface HealthReport {
   postgres: 'ok' | 'down'
   migrated: boolean
-  redis: 'ok' | 'degraded' | 'disabled'
+  redis: CacheStatus
   /** Present only when upstream.readinessCheck is on. */
   upstream?: 'ok' | 'down'
 }
@@ -17,24 +17,53 @@ export interface Health {
   check(): Promise<HealthReport>
 }
 
-/** Readiness (docs/DESIGN.md §5, ops port): PostgreSQL answers and is migrated; Redis state as the cache sees it. */
-export function createHealth (deps: { db: Db, cache: PrefixCache, upstream?: UpstreamCheck | null }): Health {
-  const { db, cache } = deps
-  const upstreamCheck = deps.upstream ?? null
+export interface HealthOptions {
+  db: Pick<Db, 'pool'>
+  redis: () => CacheStatus
+  upstream?: UpstreamCheck | null
+  /** A result is reused this long: probes from many sources cost one query a second at most. */
+  cacheMs?: number
+  now?: () => number
+}
+
+type PgState = { postgres: HealthReport['postgres'], migrated: boolean }
+
+/**
+ * Readiness (docs/DESIGN.md §5, §8): one statement on one pooled connection,
+ * reused for `cacheMs` and shared by concurrent probes. Redis' status is read
+ * fresh (it costs nothing); the upstream check caches its own answer.
+ */
+export function createHealth (opts: HealthOptions): Health {
+  const now = opts.now ?? Date.now
+  const cacheMs = opts.cacheMs ?? 1000
+  const upstreamCheck = opts.upstream ?? null
+  let last: (PgState & { at: number }) | null = null
+  let inFlight: Promise<PgState> | null = null
+
+  async function probe (): Promise<PgState> {
+    try {
+      const version = await schemaVersion(opts.db.pool)
+      return { postgres: 'ok', migrated: version >= LATEST_VERSION }
+    } catch {
+      return { postgres: 'down', migrated: false }
+    }
+  }
+
   return {
     shuttingDown: false,
     async check () {
-      const [version, pgOk, upstream] = await Promise.all([
-        schemaVersion(db.pool).catch(() => -1),
-        db.ping(),
+      const [, upstream] = await Promise.all([
+        (last === null || now() - last.at >= cacheMs)
+          ? (inFlight ??= probe().then(r => {
+              last = { at: now(), ...r }
+              inFlight = null
+              return r
+            }))
+          : null,
         upstreamCheck?.status()
       ])
-      return {
-        postgres: pgOk && version >= 0 ? 'ok' : 'down',
-        migrated: version >= LATEST_VERSION,
-        redis: cache.status(),
-        ...(upstream === undefined ? {} : { upstream })
-      }
+      const pg = last ?? { postgres: 'down' as const, migrated: false }
+      return { postgres: pg.postgres, migrated: pg.migrated, redis: opts.redis(), ...(upstream === undefined ? {} : { upstream }) }
     }
   }
 }

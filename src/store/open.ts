@@ -3,6 +3,7 @@ import type { Logger } from '../logger.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js'
 import { createDb, type Db } from './postgres.js'
 import { createMemoryPrefixCache, createRedisPrefixCache, type PrefixCache } from './prefix-cache.js'
+import { closeRedisClient, createRedisClient, createRedisHealth, redisTopology } from './redis.js'
 
 export class DatabaseConfigError extends Error {}
 
@@ -54,25 +55,28 @@ export function openStore (config: Config, opts: OpenStoreOptions = {}): Store {
   const { log, cli = false } = opts
   const db = createDb({
     url: config.database.url,
+    pooler: config.database.pooler,
     poolSize: cli ? 2 : config.database.poolSize,
     connectTimeoutMs: cli ? Math.max(config.database.connectTimeoutMs, 5000) : config.database.connectTimeoutMs,
     queryTimeoutMs: cli ? Math.max(config.database.queryTimeoutMs, 30_000) : config.database.queryTimeoutMs,
-    applicationName: cli ? 'hg-sidecar-cli' : undefined
+    applicationName: cli ? 'hg-sidecar-cli' : undefined,
+    onPoolerMismatch: (hint, err) => log?.error({ err }, hint)
   })
-  const cache = config.redis.url === null
+  // Standalone, Sentinel or Cluster (docs/DESIGN.md §8): one client, failures counted for readiness.
+  const redisHealth = createRedisHealth({
+    onWarn: w => log?.warn({ code: w.code, failures: w.failures, commands: w.commands, hint: w.hint, err: w.err }, 'redis failing; PostgreSQL serves the lookups')
+  })
+  const redis = redisTopology(config.redis) === null
+    ? null
+    : createRedisClient(cli ? { ...config.redis, commandTimeoutMs: 1000 } : config.redis, err => redisHealth.connectionError(err))
+  const cache = redis === null
     ? createMemoryPrefixCache({ ttlSeconds: config.auth.prefixCacheTtlSeconds, maxEntries: config.auth.prefixCacheMaxEntries })
-    : createRedisPrefixCache({
-      url: config.redis.url,
-      keyPrefix: config.redis.keyPrefix,
-      ttlSeconds: config.auth.prefixCacheTtlSeconds,
-      commandTimeoutMs: cli ? 1000 : config.redis.commandTimeoutMs,
-      onError: err => log?.warn({ err }, 'redis unavailable; PostgreSQL serves the lookups')
-    })
+    : createRedisPrefixCache({ client: redis, health: redisHealth, keyPrefix: config.redis.keyPrefix, ttlSeconds: config.auth.prefixCacheTtlSeconds })
   return {
     db,
     cache,
     async close () {
-      await Promise.allSettled([db.close(), cache.close()])
+      await Promise.allSettled([db.close(), cache.close(), redis === null ? undefined : closeRedisClient(redis)])
     }
   }
 }

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import { waitRedisReady, type RedisClient, type RedisHealth } from './redis.js'
 
 /** One PAT that shares a prefix: the only thing ever cached outside PostgreSQL. */
 export interface Candidate {
@@ -19,15 +19,17 @@ export interface PrefixCache {
   onResult(observer: (result: CacheResult) => void): void
   /** Resolves true once connected, false after `ms` (short-lived processes: the CLI). */
   waitReady(ms: number): Promise<boolean>
+  /** Releases what the cache itself holds (not a Redis client it was given). */
   close(): Promise<void>
 }
 
 export interface RedisCacheOptions {
-  url: string
+  /** Owned by the caller, which closes it (src/store/redis.ts). */
+  client: RedisClient
+  /** Every command's outcome goes here: readiness and the warning log read it. */
+  health: RedisHealth
   keyPrefix: string
   ttlSeconds: number
-  commandTimeoutMs: number
-  onError?: (err: Error) => void
 }
 
 function encode (candidates: Candidate[]): string {
@@ -49,35 +51,33 @@ function decode (text: string): Candidate[] | null {
   }
 }
 
+const NOT_READY = Object.assign(new Error('Redis is not connected'), { code: 'NOTREADY' })
+
+/**
+ * The prefix cache in Redis (standalone, Sentinel or Cluster). One key per
+ * prefix and single-key commands only, so a cluster needs no hash tags.
+ */
 export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
+  const { client, health } = opts
   const observers: Array<(r: CacheResult) => void> = []
   const emit = (r: CacheResult): void => { for (const o of observers) o(r) }
-  const client = new Redis(opts.url, {
-    // Fail fast instead of queueing while disconnected: PostgreSQL answers then.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: opts.commandTimeoutMs,
-    connectTimeout: 2000,
-    retryStrategy: times => Math.min(100 * 2 ** Math.min(times, 5), 2000),
-    lazyConnect: false
-  })
-  let lastErrorAt = 0
-  client.on('error', (err: Error) => {
-    const now = Date.now()
-    if (now - lastErrorAt > 10_000) opts.onError?.(err)
-    lastErrorAt = now
-  })
   const key = (prefix: string): string => `${opts.keyPrefix}pat:prefix:${prefix}`
+  const ready = (): boolean => {
+    if (client.status === 'ready') return true
+    health.record(NOT_READY)
+    return false
+  }
 
   return {
     kind: 'redis',
     async get (prefix) {
-      if (client.status !== 'ready') {
+      if (!ready()) {
         emit('error')
         return null
       }
       try {
         const text = await client.get(key(prefix))
+        health.record()
         if (text === null) {
           emit('miss')
           return null
@@ -85,46 +85,34 @@ export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
         const list = decode(text)
         emit(list === null ? 'error' : 'hit')
         return list
-      } catch {
+      } catch (err) {
+        health.record(err)
         emit('error')
         return null
       }
     },
     async set (prefix, candidates) {
-      if (client.status !== 'ready') return
+      if (!ready()) return
       try {
         await client.set(key(prefix), encode(candidates), 'EX', opts.ttlSeconds)
-      } catch {}
+        health.record()
+      } catch (err) {
+        health.record(err)
+      }
     },
     async invalidate (prefix) {
-      if (client.status !== 'ready') return
+      if (!ready()) return
       try {
         await client.del(key(prefix))
-      } catch {}
-    },
-    status: () => client.status === 'ready' ? 'ok' : 'degraded',
-    onResult (o) { observers.push(o) },
-    waitReady (ms) {
-      if (client.status === 'ready') return Promise.resolve(true)
-      return new Promise(resolve => {
-        const done = (v: boolean): void => {
-          clearTimeout(timer)
-          client.off('ready', onReady)
-          resolve(v)
-        }
-        const onReady = (): void => done(true)
-        const timer = setTimeout(() => done(false), ms)
-        client.once('ready', onReady)
-      })
-    },
-    async close () {
-      if (client.status === 'end') return
-      try {
-        await client.quit()
-      } catch {
-        client.disconnect()
+        health.record()
+      } catch (err) {
+        health.record(err)
       }
-    }
+    },
+    status: () => client.status === 'ready' && !health.failing() ? 'ok' : 'degraded',
+    onResult (o) { observers.push(o) },
+    waitReady: ms => waitRedisReady(client, ms),
+    async close () {}
   }
 }
 

@@ -23,6 +23,10 @@ t.test('Redis on a dead port from the start: valid tokens pass through PostgreSQ
   const ready = await request(env.opsPort, '/readyz')
   t.equal(ready.statusCode, 200)
   t.same(ready.json(), { status: 'degraded', postgres: 'ok', redis: 'degraded' })
+  const warning = env.logs.records().find(r => r.msg === 'redis failing; PostgreSQL serves the lookups')
+  t.equal(warning?.code, 'ECONNREFUSED', 'a warning with the error code')
+  t.match((warning?.err as { message?: string } | undefined)?.message ?? '', /ECONNREFUSED/)
+  t.notOk(env.logs.lines.some(l => l.includes('[object Object]')), 'the error itself is logged, not [object Object]')
 })
 
 t.test('Redis lost mid-run and back: requests keep passing, the cache reconnects by itself', async t => {
@@ -72,5 +76,6 @@ t.test('PostgreSQL unreachable: 503 with Retry-After, never a pass; normal servi
   relay.restore()
   await until('service back', async () => (await env.get('/api/scans', pat.token)).statusCode === 200)
   t.equal(env.upstream.requests.length, upstreamSawBefore + 1, 'nothing passed while PostgreSQL was down')
-  t.equal((await request(env.opsPort, '/readyz')).statusCode, 200)
+  // Readiness reuses its last answer for a second (src/ops/health.ts).
+  await until('ready again', async () => (await request(env.opsPort, '/readyz')).statusCode === 200)
 })

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import t from 'tap'
 import { migrate } from '../../src/store/migrate.js'
-import { createDb, SESSION_SETTINGS, type Db } from '../../src/store/postgres.js'
+import { createDb, RECOMMENDED_PLANNER_SETTINGS, type Db } from '../../src/store/postgres.js'
 import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from '../../src/store/queries.js'
-import { createTestDatabase } from '../helpers/services.js'
+import { ADMIN_DATABASE_URL, createTestDatabase } from '../helpers/services.js'
 
 interface PlanNode {
   'Node Type': string
@@ -21,7 +21,7 @@ function scans (node: PlanNode, out: string[] = []): string[] {
 /**
  * A Db whose statements are explained instead of run: the very text and
  * values the store functions send, planned on a connection of the service's
- * own pool (so with its session settings), once as the plan for these values
+ * own pool (so with the settings recommended for its role), once as the plan for these values
  * and once as the generic plan a prepared statement settles on after five runs.
  */
 function explaining (db: Db, client: pg.PoolClient, plans: Map<string, string[]>): Db {
@@ -33,18 +33,34 @@ function explaining (db: Db, client: pg.PoolClient, plans: Map<string, string[]>
       if (plan === undefined) throw new Error(`no plan for ${name}`)
       plans.set(`${name} (${mode.split('_')[1]})`, scans(plan))
     }
-    // Back to the service's own setting (RESET would drop it: it returns to the server's default).
-    await client.query(`SET plan_cache_mode = ${SESSION_SETTINGS.plan_cache_mode}`)
+    await client.query('RESET plan_cache_mode')
     return []
   }
   return { ...db, query: explain, queryArrays: explain }
+}
+
+/**
+ * A database with the planner settings docs/DEPLOYMENT.md recommends for the
+ * sidecar's role (here per database: the tests share one role).
+ */
+async function tunedDatabase (t: { teardown(fn: () => unknown): void }): Promise<string> {
+  const url = await createTestDatabase(t)
+  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL })
+  await admin.connect()
+  try {
+    const name = new URL(url).pathname.slice(1)
+    for (const [k, v] of Object.entries(RECOMMENDED_PLANNER_SETTINGS)) await admin.query(`ALTER DATABASE ${name} SET ${k} = ${v}`)
+  } finally {
+    await admin.end()
+  }
+  return url
 }
 
 // The shape of a small deployment (and of the benchmark): 1,000 tokens and
 // keys, 250 users in 20 orgs. Tables this small are where the default cost
 // model scans instead of looking up; at 100,000 tokens every planner indexes.
 t.test('the request-path statements look rows up by index on a small deployment', async t => {
-  const url = await createTestDatabase(t)
+  const url = await tunedDatabase(t)
   const db = createDb({ url, poolSize: 2, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 })
   t.teardown(() => db.close())
   await migrate(db.pool)
@@ -61,10 +77,12 @@ t.test('the request-path statements look rows up by index on a small deployment'
       SELECT id, 'key' || g, 'hg_key_' || substr(md5(g::text), 1, 3), sha256(g::text::bytea), 'viewer'
       FROM generate_series(1, 1000) g, (SELECT id FROM orgs LIMIT 1) o;
     ANALYZE`)
-  for (const [name, value] of Object.entries(SESSION_SETTINGS)) {
+  for (const [name, value] of Object.entries(RECOMMENDED_PLANNER_SETTINGS)) {
     const { rows } = await db.pool.query<Record<string, string>>(`SHOW ${name}`)
     t.equal(rows[0]?.[name], value, `${name} is in force on the pool's connections`)
   }
+  const { rows: [sent] } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_settings WHERE name IN ('random_page_cost', 'plan_cache_mode') AND source = 'session'")
+  t.equal(sent?.n, 0, 'the sidecar sets nothing per session (a transaction pooler would leak it)')
 
   const ids = (await db.pool.query<{ id: string }>('SELECT id FROM personal_access_tokens ORDER BY random() LIMIT 12')).rows.map(r => r.id)
   const keyIds = (await db.pool.query<{ id: string }>('SELECT id FROM api_keys LIMIT 12')).rows.map(r => r.id)
@@ -90,7 +108,7 @@ t.test('the request-path statements look rows up by index on a small deployment'
 // re-planned the fresh-state batch on most executions (7,523 of 9,000 in a
 // database of 1,000 tokens; 7 of these 40 here).
 t.test('the fresh-state statement is planned once per connection and its plan reused', async t => {
-  const url = await createTestDatabase(t)
+  const url = await tunedDatabase(t)
   const db = createDb({ url, poolSize: 1, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 })
   t.teardown(() => db.close())
   await migrate(db.pool)
