@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { createAssertionSigner, loadAssertionKeys, type AssertionSigner } from './auth/assertion.js'
+import type { AssertionSigner } from './auth/assertion.js'
 import { registerAssertionHook } from './auth/assertion-hook.js'
 import { createApiKeyAuthenticator } from './auth/authenticators/api-key.js'
 import { createPatAuthenticator } from './auth/authenticators/pat.js'
@@ -105,6 +105,8 @@ async function createAssertion (config: Config, log: Logger): Promise<AssertionS
   const a = config.assertion
   if (!a.enabled) return null
   if (a.audience === null) throw new Error('assertion.audience is required when assertion.enabled is true')
+  // Loaded only when enabled (off by default): jose stays out of a sidecar that signs nothing.
+  const { createAssertionSigner, loadAssertionKeys } = await import('./auth/assertion.js')
   const keys = await loadAssertionKeys(a.keyFile)
   if (keys.generated) {
     log.info({ kid: keys.signing.kid }, 'assertion signing key generated at start (no assertion.keyFile): this process publishes it alone')
