@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config/schema.js'
 import type { Logger } from '../logger.js'
-import { createAssertionSigner, loadAssertionKeys, type AssertionSigner } from './assertion.js'
+import type { AssertionSigner } from './assertion.js'
 
 /**
  * docs/DESIGN.md §9: after the auth hook has passed a request with a principal,
@@ -35,6 +35,8 @@ export async function createAssertion (config: Config, log: Logger): Promise<Ass
   const a = config.assertion
   if (!a.enabled) return null
   if (a.audience === null) throw new Error('assertion.audience is required when assertion.enabled is true')
+  // Loaded only when enabled (off by default): jose stays out of a sidecar that signs nothing.
+  const { createAssertionSigner, loadAssertionKeys } = await import('./assertion.js')
   const keys = await loadAssertionKeys(a.keyFile)
   if (keys.generated) {
     log.info({ kid: keys.signing.kid }, 'assertion signing key generated at start (no assertion.keyFile): this process publishes it alone')
