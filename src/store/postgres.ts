@@ -3,7 +3,7 @@ import type { QueryResultRow } from 'pg'
 import { hgError, HG_ERR_STORE_UNAVAILABLE } from '../errors.js'
 
 /**
- * How PostgreSQL is reached (DESIGN.md 8). `none`: a session of our own per
+ * How PostgreSQL is reached (docs/DESIGN.md §8). `none`: a session of our own per
  * connection (direct, or a pooler that passes startup parameters through):
  * named prepared statements, planned once per connection, and the
  * statement_timeout startup parameter. `transaction`: through PgBouncer (any

@@ -53,7 +53,7 @@ function baseOptions (cfg: RedisSettings): RedisOptions {
 }
 
 /**
- * One Redis connection for the process, whatever the topology (DESIGN.md 8):
+ * One Redis connection for the process, whatever the topology (docs/DESIGN.md §8):
  * standalone (`redis.url`), Sentinel (`redis.sentinels` + `redis.sentinelName`:
  * follows the promoted master after a failover) or Cluster
  * (`redis.clusterNodes`: follows MOVED and slot changes). Its users send
