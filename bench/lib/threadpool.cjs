@@ -3,7 +3,7 @@
 // gives it: the bench measures what the CLI runs. `npm run bench` preloads it into
 // run.mjs too (seeding mints thousands of hashes); run.mjs then puts the operator's
 // own setting back, so that each child sizes its pool for itself (its own CPUs).
-// It must be CommonJS: see src/cli/threadpool.cts.
+// It must be CommonJS: see src/threadpool.cts.
 'use strict'
 if (process.env.HG_BENCH_UV_OPERATOR === undefined) process.env.HG_BENCH_UV_OPERATOR = process.env.UV_THREADPOOL_SIZE ?? ''
-require('../../dist/cli/threadpool.cjs').sizeThreadpool()
+require('../../dist/threadpool.cjs').sizeThreadpool()

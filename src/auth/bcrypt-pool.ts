@@ -1,9 +1,9 @@
 import bcrypt from 'bcrypt'
-import cpus from '../cpus.cjs'
+import threadpool from '../threadpool.cjs'
 import { hgError, HG_ERR_AUTH_BUSY, HG_ERR_CLIENT_GONE } from '../errors.js'
 
 export interface BcryptPoolOptions {
-  /** Compares running at once; 0 = one per CPU the process may use (cpus.cts). */
+  /** Compares running at once; 0 = one per CPU the process may use (threadpool.cts). */
   concurrency: number
   /** Compares allowed to wait; beyond that compare() rejects with HG_ERR_AUTH_BUSY at once. */
   queueSize: number
@@ -72,7 +72,7 @@ interface Waiter {
 }
 
 export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
-  const concurrency = opts.concurrency > 0 ? opts.concurrency : cpus.availableCpus()
+  const concurrency = opts.concurrency > 0 ? opts.concurrency : threadpool.availableCpus()
   const backgroundQueueSize = opts.backgroundQueueSize ?? 1024
   const backgroundConcurrency = Math.min(concurrency, opts.backgroundConcurrency ?? Math.max(1, Math.floor(concurrency / 2)))
   const waiting: Waiter[] = []

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The hg-sidecar executable. CommonJS on purpose: it sizes libuv's threadpool
-// (threadpool.cts says why that must happen before any ES module loads), then
+// (src/threadpool.cts says why that must happen before any ES module loads), then
 // hands over to the CLI proper.
-import threadpool = require('./threadpool.cjs')
+import threadpool = require('../threadpool.cjs')
 
 threadpool.sizeThreadpool()
 import('./index.js').catch((err: unknown) => {

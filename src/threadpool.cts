@@ -1,10 +1,15 @@
-// The CPUs this process may use: the cores, or fewer under a cgroup CPU limit
-// (a container's `resources.limits.cpu`). Node 20's os.availableParallelism()
-// reports the node's cores whatever the limit; libuv reads the quota itself
-// only from 1.49 (Node 22.10). bcrypt's concurrency and libuv's threadpool are
-// sized from this (threadpool.cts, bcrypt-pool.ts).
+// libuv's threadpool runs every bcrypt compare, so its size is the cold path's
+// parallelism: one thread per CPU the process may use unless the operator set
+// UV_THREADPOOL_SIZE. "The CPUs the process may use" are the cores, or fewer under
+// a cgroup CPU limit (a container's `resources.limits.cpu`): Node 20's
+// os.availableParallelism() reports the node's cores whatever the limit. The bcrypt
+// pool's default concurrency is the same count (auth/bcrypt-pool.ts).
 //
-// CommonJS, like threadpool.cts, which needs it before any ES module loads.
+// libuv reads UV_THREADPOOL_SIZE once, when the pool first starts, and Node's
+// ES module loader starts it to read the first module file. Setting the
+// variable from an ES module is therefore too late (the pool already has
+// libuv's default of 4 threads). This file is CommonJS, and requires no other
+// file of the project, so that bin.cjs can apply it before any ES module loads.
 import fs = require('node:fs')
 import os = require('node:os')
 import path = require('node:path')
@@ -85,4 +90,19 @@ function availableCpus (read: Read = readFile, cores: number = os.availableParal
   return Math.max(1, limit === null ? cores : Math.min(cores, Math.ceil(limit)))
 }
 
-export = { availableCpus, cgroupCpuLimit }
+/** libuv's own ceiling. */
+const MAX_THREADS = 1024
+
+/** One thread per CPU the process may use. */
+function defaultThreadpoolSize (): number {
+  return Math.min(MAX_THREADS, availableCpus())
+}
+
+/** Sets UV_THREADPOOL_SIZE to the CPUs when it is unset or empty; an operator's value is kept. Returns the value in effect. */
+function sizeThreadpool (env: NodeJS.ProcessEnv = process.env): string {
+  const set = env.UV_THREADPOOL_SIZE
+  if (set === undefined || set.trim() === '') env.UV_THREADPOOL_SIZE = String(defaultThreadpoolSize())
+  return env.UV_THREADPOOL_SIZE as string
+}
+
+export = { availableCpus, cgroupCpuLimit, defaultThreadpoolSize, sizeThreadpool }
