@@ -635,7 +635,8 @@ t.test('rendered chart', async t => {
     const side = container(pod.containers, sidecarName)
     const plain = plainEnv(side)
     t.equal(plain.ASSERTION_KEY_FILE, '/etc/hg-assertion/keys.json')
-    for (const name of Object.keys(plain)) t.ok(name === 'CONFIG_FILE' || Object.hasOwn(ENV_KEYS, name), `${name} is a variable the sidecar reads`)
+    // UV_THREADPOOL_SIZE is read by the executable before the config (src/threadpool.cts).
+    for (const name of Object.keys(plain)) t.ok(name === 'CONFIG_FILE' || name === 'UV_THREADPOOL_SIZE' || Object.hasOwn(ENV_KEYS, name), `${name} is a variable the sidecar reads`)
     const mount = side.volumeMounts?.find(m => m.name === 'assertion-key')
     t.same(mount, { name: 'assertion-key', mountPath: '/etc/hg-assertion', readOnly: true })
     t.notOk(container(pod.containers, appName).volumeMounts?.some(m => m.name === 'assertion-key'), 'not in the app container')
