@@ -29,6 +29,8 @@ export interface SidecarOptions {
   /** The memo's clock (ms) and random source (its TTL jitter): injected by tests. */
   now?: () => number
   random?: () => number
+  /** The bcrypt compare: tests wrap it to hold one in flight (BcryptPoolOptions.compare). */
+  bcryptCompare?: (secret: string, hash: string) => Promise<boolean>
 }
 
 export interface Sidecar {
@@ -74,7 +76,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   })
   db.onQuery(metrics.dbQuery)
   cache.onResult(metrics.prefixCache)
-  const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random })
+  const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random, bcryptCompare: options.bcryptCompare })
   const { memo, bcrypt, roles, lastUsed } = auth
   // With the upstream check on, a pod is not Ready before its app listens.
   const health = createHealth({ db, redis: () => cache.status(), upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })
