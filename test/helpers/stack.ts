@@ -31,9 +31,16 @@ export function rememberSecret (secret: string): void {
   secrets.add(secret)
 }
 
-/** Lines written so far that contain a known secret or anything credential-shaped. */
+/** A line with its percent-escapes decoded, however often they were applied. */
+function decodePercent (line: string): string {
+  let out = line
+  for (let i = 0; i < 8 && out.includes('%'); i++) out = out.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)))
+  return out
+}
+
+/** Lines written so far that contain a known secret or anything credential-shaped, also percent-encoded. */
 export function leakedLines (lines: readonly string[] = captured): string[] {
-  return lines.filter(l => CREDENTIAL.test(l) || [...secrets].some(s => l.includes(s)))
+  return lines.filter(line => [line, decodePercent(line)].some(l => CREDENTIAL.test(l) || [...secrets].some(s => l.includes(s))))
 }
 
 process.on('exit', () => {
