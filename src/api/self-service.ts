@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ActorType, type Actor } from '../audit/events.js'
+import { ActorType, safeJson, type Actor } from '../audit/events.js'
 import type { Principal } from '../auth/principal.js'
 import type { CredentialService, PatView } from '../management/service.js'
 import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY } from '../errors.js'
@@ -11,8 +11,9 @@ export const SELF_SERVICE_PREFIXES = ['/api/personal-access-tokens', '/api/api-k
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
+/** Stored names may predate the character check: bidi and control characters go out as \uXXXX (the same JSON value). */
 function json (reply: FastifyReply, body: unknown): FastifyReply {
-  return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body))
+  return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(safeJson(body))
 }
 
 function principalOf (request: FastifyRequest): Principal | null {
