@@ -11,6 +11,7 @@ import { createAuth } from './auth/create-auth.js'
 import type { LastUsedRecorder } from './auth/last-used.js'
 import type { Memo } from './auth/memo.js'
 import type { RoleTable } from './auth/principal.js'
+import { checkAdminExposure } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { createLogger, type Logger } from './logger.js'
 import { createCredentialService, type CredentialService } from './management/service.js'
@@ -58,6 +59,7 @@ export interface Sidecar extends Lifecycle {
 
 /** The composition root: builds every part from the config and wires them. Never listens by itself. */
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
+  checkAdminExposure(config)
   const log = options.logger ?? createLogger(config.logLevel)
   const assertion = await createAssertion(config, log)
   const store = openStore(config, { log })
