@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ActorType, safeJson, type Actor } from '../audit/events.js'
 import type { Principal } from '../auth/principal.js'
 import type { CredentialService, PatView } from '../management/service.js'
-import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY } from '../errors.js'
+import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY, HG_ERR_MGMT_PAT_REVOKE_PAT_ONLY } from '../errors.js'
 import { sendError, sendForbidden, sendMethodNotAllowed } from '../http/reply.js'
 
 /** Answered by the sidecar itself on the proxy port, never forwarded (docs/DESIGN.md §5). */
@@ -67,11 +67,15 @@ export function registerSelfService (app: FastifyInstance, { service }: SelfServ
   app.delete<{ Params: { id: string } }>('/api/personal-access-tokens/:id', async (request, reply) => {
     const p = principalOf(request)
     if (p === null) return sendError(reply, HG_ERR_AUTH_INVALID)
+    // A route for a PAT's user (docs/DESIGN.md §5): an API key, whatever its role, is
+    // no user, and tokens:manage on a key must not reach other people's tokens.
+    // Refused before the id is looked at: no existence oracle either.
+    if (p.userId === null) return sendError(reply, HG_ERR_MGMT_PAT_REVOKE_PAT_ONLY)
     const { id } = request.params
     if (!UUID.test(id)) return notFound(reply)
     const tok = await service.getPat(id)
     // Someone else's token without tokens:manage, or another org's: 404, not 403 (existence is not revealed).
-    const own = tok !== null && p.userId !== null && tok.userId === p.userId
+    const own = tok !== null && tok.userId === p.userId
     if (tok === null || tok.orgId !== p.orgId || !(own || p.permissions.includes('tokens:manage'))) return notFound(reply)
     await service.revokePat(id, selfActor(request, p))
     return reply.code(204).send()
