@@ -12,6 +12,7 @@ import type { LastUsedRecorder } from './auth/last-used.js'
 import type { Memo } from './auth/memo.js'
 import type { RoleTable } from './auth/principal.js'
 import type { Config } from './config/schema.js'
+import { limitConnections, openFilesLimit } from './http/limits.js'
 import { createLogger, type Logger } from './logger.js'
 import { createCredentialService, type CredentialService } from './management/service.js'
 import { createHealth, dependencyReadiness, type Health } from './ops/health.js'
@@ -121,6 +122,16 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   return {
     ...parts,
     async listen () {
+      const s = config.server
+      limitConnections(proxy.server, s.maxConnections, log, 'proxy')
+      limitConnections(ops.server, s.maxInternalConnections, log, 'ops')
+      limitConnections(admin.server, s.maxInternalConnections, log, 'admin')
+      // Descriptors the caps and pools may hold at once, plus some for files, DNS and Redis.
+      const needed = s.maxConnections + 2 * s.maxInternalConnections + config.upstream.connections + config.database.poolSize + 64
+      const limit = openFilesLimit()
+      if (limit !== null && limit < needed) {
+        log.warn({ openFilesLimit: limit, needed, maxConnections: s.maxConnections }, 'the open-files limit is below what server.maxConnections (MAX_CONNECTIONS) and the pools may hold: lower MAX_CONNECTIONS or raise the limit')
+      }
       await ops.listen({ host: config.server.host, port: config.server.opsPort })
       await admin.listen({ host: config.server.adminHost, port: config.server.adminPort })
       await proxy.listen({ host: config.server.host, port: config.server.port })
