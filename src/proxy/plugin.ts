@@ -105,7 +105,10 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
   await app.register(httpProxy as unknown as FastifyPluginAsync<Record<string, unknown>>, {
     upstream: '',
     websocket: true,
-    wsClientOptions: { rewriteRequestHeaders: wsHeaders },
+    // An upstream that takes the connection but never completes the handshake would
+    // leave the client, which already has its 101, talking into the void: after
+    // the upstream timeout the client gets a close (1011) instead.
+    wsClientOptions: { rewriteRequestHeaders: wsHeaders, handshakeTimeout: opts.timeoutMs },
     proxyPayloads: false,
     undici: {
       connections: opts.connections,
