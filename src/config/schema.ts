@@ -48,7 +48,7 @@ export const ConfigSchema = Type.Object({
     maxInternalConnections: PositiveInt,
     /** A request body that sends nothing this long while the sidecar waits for it is cut (408); 0 disables. */
     bodyIdleTimeoutMs: NonNegativeInt,
-    /** The slowest average a request body may arrive at, after its first bodyIdleTimeoutMs; 0 disables. */
+    /** The slowest average a request body may arrive at, after its first 2 s of waiting; 0 disables. */
     bodyMinBytesPerSecond: NonNegativeInt,
     overload: Type.Object({
       maxEventLoopDelayMs: NonNegativeInt,

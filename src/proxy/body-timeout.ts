@@ -5,7 +5,7 @@ import { sendError } from '../http/reply.js'
 export interface BodyTimeoutOptions {
   /** Silence this long while the sidecar waits for the body -> 408 and the connection closed; 0 disables. */
   idleTimeoutMs: number
-  /** After the first idleTimeoutMs of waiting, the body's average rate must stay at or above this; 0 disables. */
+  /** After the first RATE_GRACE_MS of waiting (or the idle timeout, if shorter), the body's average rate must stay at or above this; 0 disables. */
   minBytesPerSecond: number
   /** How often the watched bodies are checked (default: a quarter of the idle timeout, 50 ms to 1 s). */
   checkIntervalMs?: number
@@ -26,6 +26,13 @@ interface Watched {
 }
 
 const kCut = Symbol('hgBodyCut')
+
+/**
+ * The minimum rate is checked from this much waiting on: long enough for any real
+ * client's first packets, short enough that trickled bodies cannot hold the
+ * upstream pool for long.
+ */
+export const RATE_GRACE_MS = 2000
 
 /** Whether the watcher cut this request's body (the proxy's error handler then stays silent). */
 export function bodyWasCut (request: FastifyRequest): boolean {
@@ -50,7 +57,7 @@ function hasBody (request: FastifyRequest): boolean {
  */
 export function registerBodyTimeout (app: FastifyInstance, opts: BodyTimeoutOptions): void {
   if (opts.idleTimeoutMs <= 0 && opts.minBytesPerSecond <= 0) return
-  const grace = opts.idleTimeoutMs > 0 ? opts.idleTimeoutMs : 10_000
+  const grace = opts.idleTimeoutMs > 0 ? Math.min(opts.idleTimeoutMs, RATE_GRACE_MS) : RATE_GRACE_MS
   const every = opts.checkIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(grace / 4)))
   const watched = new Set<Watched>()
   let timer: NodeJS.Timeout | null = null
