@@ -50,6 +50,8 @@ export const ConfigSchema = Type.Object({
     bodyIdleTimeoutMs: NonNegativeInt,
     /** The slowest average a request body may arrive at, after its first 2 s of waiting; 0 disables. */
     bodyMinBytesPerSecond: NonNegativeInt,
+    /** Concurrent requests with a body from one client address (429 beyond); 0 disables. */
+    maxBodiesPerClient: NonNegativeInt,
     overload: Type.Object({
       maxEventLoopDelayMs: NonNegativeInt,
       maxEventLoopUtilization: Type.Number({ minimum: 0, maximum: 1 }),
@@ -166,6 +168,7 @@ export const ENV_KEYS = {
   MAX_INTERNAL_CONNECTIONS: { key: 'server.maxInternalConnections', type: 'int' },
   BODY_IDLE_TIMEOUT_MS: { key: 'server.bodyIdleTimeoutMs', type: 'int' },
   BODY_MIN_BYTES_PER_SECOND: { key: 'server.bodyMinBytesPerSecond', type: 'int' },
+  MAX_BODIES_PER_CLIENT: { key: 'server.maxBodiesPerClient', type: 'int' },
   UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
   UPSTREAM_TIMEOUT_MS: { key: 'upstream.timeoutMs', type: 'int' },
   UPSTREAM_ALLOW_HEADERS: { key: 'upstream.allowHeaders', type: 'list' },

@@ -48,7 +48,11 @@ export async function buildProxyApp (opts: ProxyAppOptions): Promise<FastifyInst
     })
   }
   // Before authentication: public routes stream bodies to the upstream too.
-  registerBodyTimeout(app, { idleTimeoutMs: config.server.bodyIdleTimeoutMs, minBytesPerSecond: config.server.bodyMinBytesPerSecond })
+  registerBodyTimeout(app, {
+    idleTimeoutMs: config.server.bodyIdleTimeoutMs,
+    minBytesPerSecond: config.server.bodyMinBytesPerSecond,
+    maxPerClient: config.server.maxBodiesPerClient
+  })
   registerAuthHook(app, { pipeline: opts.pipeline, onDecision: opts.onDecision })
   if (opts.assertion !== null) registerAssertionHook(app, opts.assertion)
   registerSelfService(app, { service: opts.service })

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HG_ERR_REQUEST_TIMEOUT } from '../errors.js'
+import { HG_ERR_REQUEST_BODIES, HG_ERR_REQUEST_TIMEOUT } from '../errors.js'
 import { sendError } from '../http/reply.js'
 
 export interface BodyTimeoutOptions {
@@ -7,9 +7,15 @@ export interface BodyTimeoutOptions {
   idleTimeoutMs: number
   /** After the first RATE_GRACE_MS of waiting (or the idle timeout, if shorter), the body's average rate must stay at or above this; 0 disables. */
   minBytesPerSecond: number
+  /**
+   * Concurrent requests with a body per client address (request.ip: with
+   * trustProxy, the first untrusted one), counted until each request closes;
+   * beyond it 429 at once. 0 disables.
+   */
+  maxPerClient?: number
   /** How often the watched bodies are checked (default: a quarter of the idle timeout, 50 ms to 1 s). */
   checkIntervalMs?: number
-  onTimeout?: (reason: 'idle' | 'rate') => void
+  onTimeout?: (reason: 'idle' | 'rate' | 'per-client') => void
 }
 
 interface Watched {
@@ -56,7 +62,8 @@ function hasBody (request: FastifyRequest): boolean {
  * per listener checks every watched body.
  */
 export function registerBodyTimeout (app: FastifyInstance, opts: BodyTimeoutOptions): void {
-  if (opts.idleTimeoutMs <= 0 && opts.minBytesPerSecond <= 0) return
+  const maxPerClient = opts.maxPerClient ?? 0
+  if (opts.idleTimeoutMs <= 0 && opts.minBytesPerSecond <= 0 && maxPerClient <= 0) return
   const grace = opts.idleTimeoutMs > 0 ? Math.min(opts.idleTimeoutMs, RATE_GRACE_MS) : RATE_GRACE_MS
   const every = opts.checkIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(grace / 4)))
   const watched = new Set<Watched>()
@@ -109,8 +116,32 @@ export function registerBodyTimeout (app: FastifyInstance, opts: BodyTimeoutOpti
     }
   }
 
+  /** Bodies in progress by client address; an entry goes when its request closes. */
+  const perClient = new Map<string, number>()
+
   app.addHook('onRequest', (request, reply, done) => {
-    if (hasBody(request) && !request.raw.complete) {
+    if (!hasBody(request) || request.raw.complete) {
+      done()
+      return
+    }
+    if (maxPerClient > 0) {
+      const ip = request.ip
+      const n = perClient.get(ip) ?? 0
+      if (n >= maxPerClient) {
+        opts.onTimeout?.('per-client')
+        // The body is not read: the connection goes with the answer.
+        reply.header('connection', 'close')
+        sendError(reply, HG_ERR_REQUEST_BODIES)
+        return
+      }
+      perClient.set(ip, n + 1)
+      request.raw.once('close', () => {
+        const left = (perClient.get(ip) ?? 1) - 1
+        if (left <= 0) perClient.delete(ip)
+        else perClient.set(ip, left)
+      })
+    }
+    if (opts.idleTimeoutMs > 0 || opts.minBytesPerSecond > 0) {
       watched.add({ request, reply, lastRead: request.raw.socket.bytesRead, bytes: request.raw.readableLength, waited: 0, idle: 0 })
       if (timer === null) {
         last = performance.now()

@@ -72,3 +72,49 @@ t.test('a body held back by a slow upstream is not the client\'s fault', async t
   t.equal(res.statusCode, 200)
   t.equal(res.text, String(body.length), 'the whole body arrived')
 })
+
+t.test('one client address cannot hold more than maxBodiesPerClient bodies at once', async t => {
+  // An upstream that counts requests as their headers arrive.
+  let started = 0
+  const upstream = http.createServer((req, res) => { started++; req.resume(); req.on('end', () => res.end('ok')) })
+  await new Promise<void>(resolve => upstream.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { upstream.closeAllConnections(); upstream.close(() => resolve()) }))
+  const port = (upstream.address() as net.AddressInfo).port
+  // No timeouts: only the per-client bound is under test.
+  const env = await startStack(t, {
+    config: {
+      server: { bodyIdleTimeoutMs: 0, bodyMinBytesPerSecond: 0, maxBodiesPerClient: 2 },
+      routes: [{ prefix: '/up', upstream: `http://127.0.0.1:${port}`, public: true }]
+    }
+  })
+  const post = (): Raw => {
+    const socket = net.connect(env.port, '127.0.0.1')
+    let got = ''
+    socket.on('data', (c: Buffer) => { got += c.toString('latin1') })
+    socket.on('error', () => {})
+    const closed = new Promise<string>(resolve => socket.on('close', () => resolve(got)))
+    socket.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx')
+    return { socket, closed }
+  }
+  const held = [post(), post()]
+  const startedCount = (): number => started
+  while (startedCount() < 2) await new Promise(resolve => setTimeout(resolve, 10))
+  const answer = await post().closed
+  t.match(answer, /^HTTP\/1\.1 429 /, 'the third body from the same address: 429')
+  t.match(answer, /retry-after: 1/i)
+  t.match(answer, /\{"error":"rate_limited","message":"Too many request bodies in progress from this client; retry shortly"\}$/)
+  t.equal(started, 2, 'the third never reached the upstream')
+  for (const h of held) h.socket.destroy()
+  await Promise.all(held.map(h => h.closed))
+  // Until the sidecar has seen both connections go.
+  const open = (): Promise<number> => new Promise(resolve => env.sidecar.proxy.server.getConnections((_e, n) => resolve(n)))
+  while (await open() > 0) await new Promise(resolve => setTimeout(resolve, 10))
+  const ok = await new Promise<string>(resolve => {
+    const s = net.connect(env.port, '127.0.0.1')
+    let got = ''
+    s.on('data', (c: Buffer) => { got += c.toString('latin1'); if (got.includes('\r\n\r\n')) { s.destroy(); resolve(got) } })
+    s.on('error', () => resolve(got))
+    s.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok')
+  })
+  t.match(ok, /^HTTP\/1\.1 200 /, 'the bound is released when the bodies end')
+})
