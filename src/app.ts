@@ -123,9 +123,9 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     ...parts,
     async listen () {
       const s = config.server
-      limitConnections(proxy.server, s.maxConnections, log, 'proxy')
-      limitConnections(ops.server, s.maxInternalConnections, log, 'ops')
-      limitConnections(admin.server, s.maxInternalConnections, log, 'admin')
+      limitConnections(proxy.server, s.maxConnections, s.headersTimeoutMs, log, 'proxy')
+      limitConnections(ops.server, s.maxInternalConnections, s.headersTimeoutMs, log, 'ops')
+      limitConnections(admin.server, s.maxInternalConnections, s.headersTimeoutMs, log, 'admin')
       // Descriptors the caps and pools may hold at once, plus some for files, DNS and Redis.
       const needed = s.maxConnections + 2 * s.maxInternalConnections + config.upstream.connections + config.database.poolSize + 64
       const limit = openFilesLimit()

@@ -46,6 +46,8 @@ export const ConfigSchema = Type.Object({
     maxConnections: PositiveInt,
     /** The same cap for the ops port and for the admin port, each. */
     maxInternalConnections: PositiveInt,
+    /** Request headers must be complete this long after the connection's request started (408); all three listeners. */
+    headersTimeoutMs: Type.Integer({ minimum: 1000 }),
     /** A request body that sends nothing this long while the sidecar waits for it is cut (408); 0 disables. */
     bodyIdleTimeoutMs: NonNegativeInt,
     /** The slowest average a request body may arrive at, after its first 2 s of waiting; 0 disables. */
@@ -166,6 +168,7 @@ export const ENV_KEYS = {
   SHUTDOWN_GRACE_MS: { key: 'server.shutdownGraceMs', type: 'int' },
   MAX_CONNECTIONS: { key: 'server.maxConnections', type: 'int' },
   MAX_INTERNAL_CONNECTIONS: { key: 'server.maxInternalConnections', type: 'int' },
+  HEADERS_TIMEOUT_MS: { key: 'server.headersTimeoutMs', type: 'int' },
   BODY_IDLE_TIMEOUT_MS: { key: 'server.bodyIdleTimeoutMs', type: 'int' },
   BODY_MIN_BYTES_PER_SECOND: { key: 'server.bodyMinBytesPerSecond', type: 'int' },
   MAX_BODIES_PER_CLIENT: { key: 'server.maxBodiesPerClient', type: 'int' },

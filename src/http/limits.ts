@@ -1,16 +1,19 @@
 import { readFileSync } from 'node:fs'
-import type { Server } from 'node:net'
+import type { Server } from 'node:http'
 import type { Logger } from '../logger.js'
 
 /**
- * The connection cap of one listener (docs/DESIGN.md §2.1): Node closes every
+ * The connection cap and header timeout of one listener (docs/DESIGN.md §2.1;
+ * the proxy listener also checks the timeout every second, see http/options.ts,
+ * the internal ones at Node's 30 s). Node closes every
  * connection accepted beyond `max` at once, so a flood of idle connections
  * costs one descriptor each only up to the cap. An `error` on the listening
  * socket (accept failing with EMFILE/ENFILE when descriptors run out anyway)
  * is logged, at most once a second, instead of ending the process.
  */
-export function limitConnections (server: Server, max: number, log: Logger, name: string): void {
+export function limitConnections (server: Server, max: number, headersTimeoutMs: number, log: Logger, name: string): void {
   server.maxConnections = max
+  server.headersTimeout = headersTimeoutMs
   let lastDropLog = 0
   let dropped = 0
   server.on('drop', () => {

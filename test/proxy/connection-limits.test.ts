@@ -60,3 +60,19 @@ t.test('the proxy, ops and admin ports cap concurrent connections and answer onc
   const drops = env.logs.records().filter(r => r.msg === 'connection cap reached: new connections closed')
   t.ok(drops.length >= 1, 'the drops are logged')
 })
+
+t.test('a connection that never finishes its request header gets 408 and gives its slot back', async t => {
+  const env = await startStack(t, { config: { server: { maxConnections: 2, headersTimeoutMs: 1000 } } })
+  const answers = await Promise.all([0, 1].map(() => new Promise<string>(resolve => {
+    const s = net.connect(env.port, '127.0.0.1', () => s.write(HALF))
+    let got = ''
+    s.on('data', (c: Buffer) => { got += c.toString('latin1') })
+    s.on('error', () => {})
+    s.on('close', () => resolve(got))
+  })))
+  for (const a of answers) {
+    t.match(a, /^HTTP\/1\.1 408 /)
+    t.match(a, /\{"error":"bad_request","message":"The request did not arrive in time"\}$/)
+  }
+  t.equal((await env.get('/api/status')).statusCode, 200, 'the slots are free again')
+})
