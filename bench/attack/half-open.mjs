@@ -45,9 +45,14 @@ if (process.argv[2] === '--attacker') {
   const [port] = sidecar.ports
   const probe = async (ms) => {
     const out = []
-    const end = Date.now() + ms
-    while (Date.now() < end) { out.push(await timedRequest(port)); await sleep(100) }
+    const t0 = Date.now()
+    while (Date.now() - t0 < ms) { out.push({ at: Date.now() - t0, ...await timedRequest(port) }); await sleep(100) }
     return out
+  }
+  const byWindow = (results, ms) => {
+    const w = {}
+    for (const r of results) { const k = `${Math.floor(r.at / ms) * ms / 1000}-${(Math.floor(r.at / ms) + 1) * ms / 1000}s`; (w[k] ??= []).push(r) }
+    return Object.fromEntries(Object.entries(w).map(([k, v]) => [k, summarize(v)]))
   }
   console.error(`sidecar pid ${sidecar.child.pid}, proxy port ${port}, ${sidecar.fds()} fds; ${total} half-open connections from ${attackers} processes, held ${holdMs / 1000}s`)
   const before = summarize(await probe(2000))
@@ -56,8 +61,16 @@ if (process.argv[2] === '--attacker') {
   const latest = new Map()
   for (const k of kids) k.on('message', m => latest.set(k.pid, m))
   let maxFds = 0
-  const fdTimer = setInterval(() => { maxFds = Math.max(maxFds, sidecar.fds() ?? 0) }, 200)
-  const during = summarize(await probe(holdMs))
+  const fdsOverTime = []
+  const t0 = Date.now()
+  let tick = 0
+  const fdTimer = setInterval(() => {
+    const n = sidecar.fds() ?? 0
+    maxFds = Math.max(maxFds, n)
+    if (tick++ % 10 === 0) fdsOverTime.push({ s: Math.round((Date.now() - t0) / 1000), fds: n })
+  }, 200)
+  const duringRaw = await probe(holdMs)
+  const during = { all: summarize(duringRaw), byWindow: byWindow(duringRaw, 5000) }
   for (const k of kids) k.send('report')
   await sleep(300)
   const attack = { connected: 0, open: 0, closed: 0, failed: 0 }
@@ -71,8 +84,8 @@ if (process.argv[2] === '--attacker') {
   const exit = sidecar.exit()
   const report = {
     config: 'config/default.yaml (MAX_CONNECTIONS default)',
-    attack: { requested: total, ...attack, note: 'open = attacker sockets still open at the end of the hold (closed = closed by the sidecar)' },
-    sidecar: { fdsAtHoldEnd: sidecarFdsDuring, maxFds, alive: exit === null, exit },
+    attack: { requested: total, ...attack, note: 'connected counts handshakes the kernel completed (backlog included); open = attacker sockets that had not seen their close when the hold ended; the sidecar side is sidecar.fdsOverTime' },
+    sidecar: { fdsAtHoldEnd: sidecarFdsDuring, maxFds, fdsOverTime, alive: exit === null, exit },
     validRequests: { before, during, after }
   }
   console.log(JSON.stringify(report, null, 2))
