@@ -52,7 +52,7 @@ export const ConfigSchema = Type.Object({
     bodyIdleTimeoutMs: NonNegativeInt,
     /** The slowest average a request body may arrive at, after its first 2 s of waiting; 0 disables. */
     bodyMinBytesPerSecond: NonNegativeInt,
-    /** Concurrent requests with a body from one client address (429 beyond); 0 disables. */
+    /** Request bodies still arriving from one client address at once (429 beyond); 0 disables. */
     maxBodiesPerClient: NonNegativeInt,
     overload: Type.Object({
       maxEventLoopDelayMs: NonNegativeInt,

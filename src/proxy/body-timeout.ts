@@ -8,19 +8,19 @@ export interface BodyTimeoutOptions {
   /** After the first RATE_GRACE_MS of waiting (or the idle timeout, if shorter), the body's average rate must stay at or above this; 0 disables. */
   minBytesPerSecond: number
   /**
-   * Concurrent requests with a body per client address (request.ip: with
-   * trustProxy, the first untrusted one), counted until each request closes;
-   * beyond it 429 at once. 0 disables.
+   * Requests whose body is still arriving, per client address (request.ip: with
+   * trustProxy, the first untrusted one); one more gets 429 at once. 0 disables.
    */
   maxPerClient?: number
   /** How often the watched bodies are checked (default: a quarter of the idle timeout, 50 ms to 1 s). */
   checkIntervalMs?: number
-  onTimeout?: (reason: 'idle' | 'rate' | 'per-client') => void
+  onRefuse?: (reason: 'idle' | 'rate' | 'per-client') => void
 }
 
 interface Watched {
   request: FastifyRequest
   reply: FastifyReply
+  ip: string
   /** socket.bytesRead at the last check. */
   lastRead: number
   /** Body bytes seen so far (socket bytes since the headers). */
@@ -53,28 +53,47 @@ function hasBody (request: FastifyRequest): boolean {
   return len !== undefined && len !== '0'
 }
 
+/** The body has arrived in full, or the request is gone. */
+function done (w: Watched): boolean {
+  const req = w.request.raw
+  return req.complete || req.destroyed || req.socket === null || req.socket.destroyed
+}
+
 /**
  * Request bodies must keep arriving (docs/DESIGN.md §2.1), on every route, public
  * ones too: a body is streamed to the upstream as it comes, so a client that
  * trickles one holds an upstream connection. Time counts only while the
  * sidecar waits on the client (its buffer of the body is empty); a body held
  * back because the upstream reads slowly is not the client's fault. One timer
- * per listener checks every watched body.
+ * per listener checks every watched body. A client address has at most
+ * maxPerClient bodies arriving at once, so that it cannot take the whole
+ * upstream pool even within the rate check's grace.
  */
 export function registerBodyTimeout (app: FastifyInstance, opts: BodyTimeoutOptions): void {
   const maxPerClient = opts.maxPerClient ?? 0
-  if (opts.idleTimeoutMs <= 0 && opts.minBytesPerSecond <= 0 && maxPerClient <= 0) return
+  const timed = opts.idleTimeoutMs > 0 || opts.minBytesPerSecond > 0
+  if (!timed && maxPerClient <= 0) return
   const grace = opts.idleTimeoutMs > 0 ? Math.min(opts.idleTimeoutMs, RATE_GRACE_MS) : RATE_GRACE_MS
-  const every = opts.checkIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(grace / 4)))
+  const every = opts.checkIntervalMs ?? Math.min(1000, Math.max(50, Math.floor((opts.idleTimeoutMs > 0 ? opts.idleTimeoutMs : 4000) / 4)))
   const watched = new Set<Watched>()
+  /** The watched bodies by client address. */
+  const byClient = new Map<string, Set<Watched>>()
   let timer: NodeJS.Timeout | null = null
   let last = 0
 
-  function cut (w: Watched, reason: 'idle' | 'rate'): void {
+  function forget (w: Watched): void {
     watched.delete(w)
+    const mine = byClient.get(w.ip)
+    if (mine === undefined) return
+    mine.delete(w)
+    if (mine.size === 0) byClient.delete(w.ip)
+  }
+
+  function cut (w: Watched, reason: 'idle' | 'rate'): void {
+    forget(w)
     const { request, reply } = w
     ;(request as FastifyRequest & { [kCut]?: boolean })[kCut] = true
-    opts.onTimeout?.(reason)
+    opts.onRefuse?.(reason)
     request.log.info({ reason, bodyBytes: w.bytes, waitedMs: Math.round(w.waited) }, 'request body too slow: cut')
     const socket = request.raw.socket
     if (reply.sent || reply.raw.headersSent) {
@@ -93,11 +112,12 @@ export function registerBodyTimeout (app: FastifyInstance, opts: BodyTimeoutOpti
     const elapsed = now - last
     last = now
     for (const w of watched) {
-      const req = w.request.raw
-      if (req.complete || req.destroyed || req.socket === null || req.socket.destroyed) {
-        watched.delete(w)
+      if (done(w)) {
+        forget(w)
         continue
       }
+      if (!timed) continue
+      const req = w.request.raw
       const read = req.socket.bytesRead
       const delta = read - w.lastRead
       w.lastRead = read
@@ -116,44 +136,45 @@ export function registerBodyTimeout (app: FastifyInstance, opts: BodyTimeoutOpti
     }
   }
 
-  /** Bodies in progress by client address; an entry goes when its request closes. */
-  const perClient = new Map<string, number>()
+  /** Whether this address already has maxPerClient bodies arriving (counted exactly: finished ones are dropped first). */
+  function full (ip: string): boolean {
+    const mine = byClient.get(ip)
+    if (maxPerClient <= 0 || mine === undefined || mine.size < maxPerClient) return false
+    for (const w of mine) if (done(w)) forget(w)
+    return (byClient.get(ip)?.size ?? 0) >= maxPerClient
+  }
 
-  app.addHook('onRequest', (request, reply, done) => {
+  app.addHook('onRequest', (request, reply, next) => {
     if (!hasBody(request) || request.raw.complete) {
-      done()
+      next()
       return
     }
+    const ip = request.ip
+    if (full(ip)) {
+      opts.onRefuse?.('per-client')
+      // The body is not read: the connection goes with the answer.
+      reply.header('connection', 'close')
+      sendError(reply, HG_ERR_REQUEST_BODIES)
+      return
+    }
+    const w: Watched = { request, reply, ip, lastRead: request.raw.socket.bytesRead, bytes: request.raw.readableLength, waited: 0, idle: 0 }
+    watched.add(w)
     if (maxPerClient > 0) {
-      const ip = request.ip
-      const n = perClient.get(ip) ?? 0
-      if (n >= maxPerClient) {
-        opts.onTimeout?.('per-client')
-        // The body is not read: the connection goes with the answer.
-        reply.header('connection', 'close')
-        sendError(reply, HG_ERR_REQUEST_BODIES)
-        return
-      }
-      perClient.set(ip, n + 1)
-      request.raw.once('close', () => {
-        const left = (perClient.get(ip) ?? 1) - 1
-        if (left <= 0) perClient.delete(ip)
-        else perClient.set(ip, left)
-      })
+      let mine = byClient.get(ip)
+      if (mine === undefined) byClient.set(ip, mine = new Set())
+      mine.add(w)
     }
-    if (opts.idleTimeoutMs > 0 || opts.minBytesPerSecond > 0) {
-      watched.add({ request, reply, lastRead: request.raw.socket.bytesRead, bytes: request.raw.readableLength, waited: 0, idle: 0 })
-      if (timer === null) {
-        last = performance.now()
-        timer = setInterval(check, every)
-        timer.unref()
-      }
+    if (timer === null) {
+      last = performance.now()
+      timer = setInterval(check, every)
+      timer.unref()
     }
-    done()
+    next()
   })
-  app.addHook('onClose', (_app, done) => {
+  app.addHook('onClose', (_app, closeDone) => {
     if (timer !== null) clearInterval(timer)
     watched.clear()
-    done()
+    byClient.clear()
+    closeDone()
   })
 }

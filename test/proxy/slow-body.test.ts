@@ -76,9 +76,15 @@ t.test('a body held back by a slow upstream is not the client\'s fault', async t
 t.test('one client address cannot hold more than maxBodiesPerClient bodies at once', async t => {
   // An upstream that counts requests as their headers arrive.
   let started = 0
-  const upstream = http.createServer((req, res) => { started++; req.resume(); req.on('end', () => res.end('ok')) })
+  const parked: http.ServerResponse[] = []
+  const upstream = http.createServer((req, res) => {
+    started++
+    req.resume()
+    // /up/slow answers only at the end of the test: its body has arrived, its response has not.
+    req.on('end', () => { if (req.url === '/up/slow') parked.push(res); else res.end('ok') })
+  })
   await new Promise<void>(resolve => upstream.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>(resolve => { upstream.closeAllConnections(); upstream.close(() => resolve()) }))
+  t.teardown(() => new Promise<void>(resolve => { for (const r of parked) r.end(); upstream.closeAllConnections(); upstream.close(() => resolve()) }))
   const port = (upstream.address() as net.AddressInfo).port
   // No timeouts: only the per-client bound is under test.
   const env = await startStack(t, {
@@ -96,19 +102,23 @@ t.test('one client address cannot hold more than maxBodiesPerClient bodies at on
     socket.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx')
     return { socket, closed }
   }
-  const held = [post(), post()]
   const startedCount = (): number => started
-  while (startedCount() < 2) await new Promise(resolve => setTimeout(resolve, 10))
+  // Three whole bodies whose responses are pending: they no longer count.
+  const complete = [0, 1, 2].map(() => env.request('/up/slow', { method: 'POST', body: 'done' }))
+  while (startedCount() < 3) await new Promise(resolve => setTimeout(resolve, 10))
+  t.pass('three requests whose bodies had arrived all reached the upstream')
+  const held = [post(), post()]
+  while (startedCount() < 5) await new Promise(resolve => setTimeout(resolve, 10))
   const answer = await post().closed
   t.match(answer, /^HTTP\/1\.1 429 /, 'the third body from the same address: 429')
   t.match(answer, /retry-after: 1/i)
   t.match(answer, /\{"error":"rate_limited","message":"Too many request bodies in progress from this client; retry shortly"\}$/)
-  t.equal(started, 2, 'the third never reached the upstream')
+  t.equal(started, 5, 'the third slow body never reached the upstream')
   for (const h of held) h.socket.destroy()
   await Promise.all(held.map(h => h.closed))
-  // Until the sidecar has seen both connections go.
+  // Until the sidecar has seen both connections go (the three pending ones stay).
   const open = (): Promise<number> => new Promise(resolve => env.sidecar.proxy.server.getConnections((_e, n) => resolve(n)))
-  while (await open() > 0) await new Promise(resolve => setTimeout(resolve, 10))
+  while (await open() > complete.length) await new Promise(resolve => setTimeout(resolve, 10))
   const ok = await new Promise<string>(resolve => {
     const s = net.connect(env.port, '127.0.0.1')
     let got = ''
@@ -117,4 +127,6 @@ t.test('one client address cannot hold more than maxBodiesPerClient bodies at on
     s.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok')
   })
   t.match(ok, /^HTTP\/1\.1 200 /, 'the bound is released when the bodies end')
+  for (const r of parked) r.end('late')
+  for (const r of await Promise.all(complete)) t.equal(r.statusCode, 200, r.text)
 })
