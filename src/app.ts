@@ -112,6 +112,6 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
     throw err
   }
 
-  const lifecycle = createLifecycle(config.server, { health, proxy, ops, admin, flush: [lastUsed, audit], store })
+  const lifecycle = createLifecycle(config, { log, health, proxy, ops, admin, flush: [lastUsed, audit], store })
   return { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, assertion, proxy, ops, admin, ...lifecycle }
 }

@@ -60,6 +60,7 @@ export const HG_ERR_REQUEST_VALIDATION = define('HG_ERR_REQUEST_VALIDATION', Pub
 export const HG_ERR_REQUEST_TIMEOUT = define('HG_ERR_REQUEST_TIMEOUT', PublicCode.badRequest, 'The request did not arrive in time', 408)
 export const HG_ERR_REQUEST_TOO_LARGE = define('HG_ERR_REQUEST_TOO_LARGE', PublicCode.badRequest, 'The request is too large', 413)
 export const HG_ERR_REQUEST_HEADERS_TOO_LARGE = define('HG_ERR_REQUEST_HEADERS_TOO_LARGE', PublicCode.badRequest, 'The request headers are too large', 431)
+export const HG_ERR_REQUEST_BODIES = define('HG_ERR_REQUEST_BODIES', PublicCode.rateLimited, 'Too many request bodies in progress from this client; retry shortly', 429)
 export const HG_ERR_REQUEST_METHOD = define('HG_ERR_REQUEST_METHOD', PublicCode.methodNotAllowed, 'Method not allowed', 405)
 
 // auth: one message for every kind of 401 but expiry (the contract)

@@ -42,6 +42,18 @@ export const ConfigSchema = Type.Object({
      */
     trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 16 }), Type.String({ pattern: '^[0-9A-Fa-f.:/]+(\\s*,\\s*[0-9A-Fa-f.:/]+)*$' })]),
     shutdownGraceMs: NonNegativeInt,
+    /** Concurrent connections on the proxy port; more are closed at once (docs/DESIGN.md §2.1). */
+    maxConnections: PositiveInt,
+    /** The same cap for the ops port and for the admin port, each. */
+    maxInternalConnections: PositiveInt,
+    /** Request headers must be complete this long after the connection's request started (408); all three listeners. */
+    headersTimeoutMs: Type.Integer({ minimum: 1000 }),
+    /** A request body that sends nothing this long while the sidecar waits for it is cut (408); 0 disables. */
+    bodyIdleTimeoutMs: NonNegativeInt,
+    /** The slowest average a request body may arrive at, after its first 2 s of waiting; 0 disables. */
+    bodyMinBytesPerSecond: NonNegativeInt,
+    /** Request bodies still arriving from one client address at once (429 beyond); 0 disables. */
+    maxBodiesPerClient: NonNegativeInt,
     overload: Type.Object({
       maxEventLoopDelayMs: NonNegativeInt,
       maxEventLoopUtilization: Type.Number({ minimum: 0, maximum: 1 }),
@@ -154,6 +166,12 @@ export const ENV_KEYS = {
   ADMIN_HOST: { key: 'server.adminHost', type: 'string' },
   TRUST_PROXY: { key: 'server.trustProxy', type: 'trust' },
   SHUTDOWN_GRACE_MS: { key: 'server.shutdownGraceMs', type: 'int' },
+  MAX_CONNECTIONS: { key: 'server.maxConnections', type: 'int' },
+  MAX_INTERNAL_CONNECTIONS: { key: 'server.maxInternalConnections', type: 'int' },
+  HEADERS_TIMEOUT_MS: { key: 'server.headersTimeoutMs', type: 'int' },
+  BODY_IDLE_TIMEOUT_MS: { key: 'server.bodyIdleTimeoutMs', type: 'int' },
+  BODY_MIN_BYTES_PER_SECOND: { key: 'server.bodyMinBytesPerSecond', type: 'int' },
+  MAX_BODIES_PER_CLIENT: { key: 'server.maxBodiesPerClient', type: 'int' },
   UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
   UPSTREAM_TIMEOUT_MS: { key: 'upstream.timeoutMs', type: 'int' },
   UPSTREAM_ALLOW_HEADERS: { key: 'upstream.allowHeaders', type: 'list' },

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config/schema.js'
+import { limitConnections, openFilesLimit } from '../http/limits.js'
+import type { Logger } from '../logger.js'
 import type { Health } from './health.js'
 
 interface Closable {
@@ -7,6 +9,7 @@ interface Closable {
 }
 
 export interface LifecycleParts {
+  log: Logger
   health: Health
   proxy: FastifyInstance
   ops: FastifyInstance
@@ -24,12 +27,25 @@ export interface Lifecycle {
   close(): Promise<void>
 }
 
-/** docs/DESIGN.md §7: the ops port first and last, so probes see the whole life of the process. */
-export function createLifecycle (server: Config['server'], parts: LifecycleParts): Lifecycle {
-  const { health, proxy, ops, admin } = parts
+/**
+ * docs/DESIGN.md §7: the ops port first and last, so probes see the whole life
+ * of the process; every port capped (docs/DESIGN.md §2.1).
+ */
+export function createLifecycle (config: Config, parts: LifecycleParts): Lifecycle {
+  const { log, health, proxy, ops, admin } = parts
+  const server = config.server
   let closing: Promise<void> | null = null
   return {
     async listen () {
+      limitConnections(proxy.server, server.maxConnections, server.headersTimeoutMs, log, 'proxy')
+      limitConnections(ops.server, server.maxInternalConnections, server.headersTimeoutMs, log, 'ops')
+      limitConnections(admin.server, server.maxInternalConnections, server.headersTimeoutMs, log, 'admin')
+      // Descriptors the caps and pools may hold at once, plus some for files, DNS and Redis.
+      const needed = server.maxConnections + 2 * server.maxInternalConnections + config.upstream.connections + config.database.poolSize + 64
+      const limit = openFilesLimit()
+      if (limit !== null && limit < needed) {
+        log.warn({ openFilesLimit: limit, needed, maxConnections: server.maxConnections }, 'the open-files limit is below what server.maxConnections (MAX_CONNECTIONS) and the pools may hold: lower MAX_CONNECTIONS or raise the limit')
+      }
       await ops.listen({ host: server.host, port: server.opsPort })
       await admin.listen({ host: server.adminHost, port: server.adminPort })
       await proxy.listen({ host: server.host, port: server.port })

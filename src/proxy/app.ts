@@ -1,4 +1,3 @@
-import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { registerSelfService } from '../api/self-service.js'
 import type { AssertionSigner } from '../auth/assertion.js'
@@ -8,10 +7,12 @@ import type { Pipeline } from '../auth/pipeline.js'
 import { trustProxyOption, type Config } from '../config/schema.js'
 import { HG_ERR_NOT_FOUND, HG_ERR_OVERLOADED, RETRY_AFTER_SECONDS } from '../errors.js'
 import { fastifyOptions } from '../http/options.js'
+import { overloadEnabled, registerOverload } from '../http/overload.js'
 import { errorHandler, sendError } from '../http/reply.js'
 import type { Logger } from '../logger.js'
 import type { CredentialService } from '../management/service.js'
 import { registerRequestLog } from '../ops/request-log.js'
+import { registerBodyTimeout } from './body-timeout.js'
 import proxyPlugin from './plugin.js'
 
 export interface ProxyAppOptions {
@@ -37,19 +38,21 @@ export async function buildProxyApp (opts: ProxyAppOptions): Promise<FastifyInst
   // Bodies are never buffered: the raw stream goes to the upstream as it arrives.
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
   const o = config.server.overload
-  if (o.maxEventLoopDelayMs > 0 || o.maxEventLoopUtilization > 0 || o.maxHeapUsedBytes > 0 || o.maxRssBytes > 0) {
-    await app.register(underPressure, {
-      maxEventLoopDelay: o.maxEventLoopDelayMs,
-      maxEventLoopUtilization: o.maxEventLoopUtilization,
-      maxHeapUsedBytes: o.maxHeapUsedBytes,
-      maxRssBytes: o.maxRssBytes,
-      retryAfter: RETRY_AFTER_SECONDS,
-      pressureHandler: (_req, reply) => {
+  if (overloadEnabled(o)) {
+    registerOverload(app, {
+      ...o,
+      onPressure: (_req, reply) => {
         opts.onOverload()
-        sendError(reply, HG_ERR_OVERLOADED)
+        sendError(reply, HG_ERR_OVERLOADED, { retryAfter: RETRY_AFTER_SECONDS })
       }
     })
   }
+  // Before authentication: public routes stream bodies to the upstream too.
+  registerBodyTimeout(app, {
+    idleTimeoutMs: config.server.bodyIdleTimeoutMs,
+    minBytesPerSecond: config.server.bodyMinBytesPerSecond,
+    maxPerClient: config.server.maxBodiesPerClient
+  })
   registerAuthHook(app, { pipeline: opts.pipeline, onDecision: opts.onDecision })
   if (opts.assertion !== null) registerAssertionHook(app, opts.assertion)
   registerSelfService(app, { service: opts.service })

@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import { IdentityHeader, upstreamHeaders, type HeaderSet, type UpstreamContext } from '../auth/identity-headers.js'
 import { HG_ERR_NOT_FOUND, HG_ERR_UPSTREAM_REFUSED, HG_ERR_UPSTREAM_TIMEOUT, type ErrorDef } from '../errors.js'
 import { sendError } from '../http/reply.js'
+import { bodyWasCut } from './body-timeout.js'
 
 export interface ProxyOptions {
   /** Default upstream origin (UPSTREAM_URL). */
@@ -80,6 +81,8 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
   }
 
   function onError (reply: FastifyReply, { error }: { error: unknown }): void {
+    // A body cut for arriving too slowly has had its 408 (docs/DESIGN.md §2.1).
+    if (bodyWasCut(reply.request) || reply.sent) return
     const def = upstreamError(error)
     opts.onUpstreamError?.(def === HG_ERR_UPSTREAM_TIMEOUT ? 'timeout' : 'refused')
     reply.request.log.warn({ err: error }, 'upstream failed')
@@ -102,7 +105,10 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
   await app.register(httpProxy as unknown as FastifyPluginAsync<Record<string, unknown>>, {
     upstream: '',
     websocket: true,
-    wsClientOptions: { rewriteRequestHeaders: wsHeaders },
+    // An upstream that takes the connection but never completes the handshake would
+    // leave the client, which already has its 101, talking into the void: after
+    // the upstream timeout the client gets a close (1011) instead.
+    wsClientOptions: { rewriteRequestHeaders: wsHeaders, handshakeTimeout: opts.timeoutMs },
     proxyPayloads: false,
     undici: {
       connections: opts.connections,
