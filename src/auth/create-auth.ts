@@ -92,11 +92,7 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
   const pipeline = createPipeline({
     policy: createPolicy(config, deps.localPrefixes),
     limiter,
-    verifiedKey (cred) {
-      if (!memo.enabled) return undefined
-      const key = memo.key(cred.value)
-      return memo.get(key) === undefined ? undefined : key
-    },
+    memo: { key: memo.key, verified: key => memo.enabled && memo.get(key) !== undefined },
     apiKeys: config.auth.apiKeys,
     authenticatePat,
     authenticateApiKey

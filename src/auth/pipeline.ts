@@ -63,11 +63,8 @@ export interface PipelineDeps {
   authenticatePat: (cred: ParsedCredential, requester?: Requester, check?: PatCheck) => Promise<AuthResult>
   authenticateApiKey: (cred: ParsedCredential) => Promise<AuthResult>
   apiKeys: 'validate' | 'passthrough' | 'reject'
-  /**
-   * The memo key of a PAT this process has already verified (a memo hit), else
-   * undefined: such a request is never limited (docs/DESIGN.md §2.2).
-   */
-  verifiedKey?: (cred: ParsedCredential) => string | undefined
+  /** The memo: a PAT this process has already verified (a memo hit) is never limited (docs/DESIGN.md §2.2). */
+  memo?: { key: (credential: string) => string, verified: (key: string) => boolean }
 }
 
 export interface Pipeline {
@@ -160,13 +157,14 @@ export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authent
     }
   }
 
-  if (cred.kind === 'pat' && deps.verifiedKey !== undefined) {
-    const key = deps.verifiedKey(cred)
-    if (key !== undefined) return start(false, { key }, 0)
+  let key: string | undefined
+  if (cred.kind === 'pat' && deps.memo !== undefined) {
+    key = deps.memo.key(cred.value)
+    if (deps.memo.verified(key)) return start(false, { key }, 0)
   }
-  if (!limiter.enabled) return start(false, {}, 0)
+  if (!limiter.enabled) return start(false, { key }, 0)
   const gated = (gate: Gate): Authenticated | Promise<Authenticated> =>
-    gate.client > 0 ? rateLimited(gate.client, cred.kind, cred.prefix) : start(true, { walk: gate.prefix === 0 }, gate.prefix)
+    gate.client > 0 ? rateLimited(gate.client, cred.kind, cred.prefix) : start(true, { key, walk: gate.prefix === 0 }, gate.prefix)
   const gate = limiter.begin(ip, cred.prefix)
   return gate instanceof Promise ? gate.then(gated) : gated(gate)
 }

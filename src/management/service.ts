@@ -201,9 +201,9 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
   const roles = deps.roles ?? createRoleTable(config.roles)
   const creators = roles.order.filter(r => roles.permissionsOf(r).has(KEY_CREATOR_PERMISSION))
 
-  /** The prefix's entry, and the tag's when known (creation): both may be cached as empty. */
-  async function invalidate (prefix: string, tag?: string): Promise<void> {
-    await deps.cache?.invalidate(prefix, tag)
+  /** The prefix's cached entry (it may say "unknown prefix" or list untagged rows). */
+  async function invalidate (prefix: string): Promise<void> {
+    await deps.cache?.invalidate(prefix)
   }
 
   /** Awaited: a failed write fails the call, and a retry records it (revocation is idempotent, the event kept once). */
@@ -230,7 +230,7 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       const { token, prefix, tag } = generateCredential('pat')
       const secretHash = await hashPat(token, config.auth.bcryptCost)
       const rec = await q.insertPat(db, { userId, orgId, name, prefix, secretHash, lookupTag: tag, permissions, expiresAt })
-      await invalidate(prefix, tag)
+      await invalidate(prefix)
       await audit(EventKind.created, { type: 'pat', id: rec.id, prefix, orgId, userId }, actor, rec.createdAt, { name: safeText(name), expiresAt: iso(rec.expiresAt), permissions })
       return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, warnings }
     },

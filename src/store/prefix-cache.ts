@@ -19,21 +19,19 @@ export type CacheResult = 'hit' | 'miss' | 'error'
 export type CacheStatus = 'ok' | 'degraded' | 'disabled'
 
 /**
- * The lookup cache (docs/DESIGN.md §2 step 4): display prefix -> PrefixEntry and
- * lookup tag -> tagged candidates. Empty answers (an unknown prefix, a tag no
- * row has) are cached too, for `negativeTtlSeconds`: a flood of unknown
- * credentials costs no PostgreSQL query per request (docs/DESIGN.md §2.2).
+ * The lookup cache (docs/DESIGN.md §2 step 4): display prefix -> PrefixEntry
+ * (whether the prefix has tagged rows, and its untagged candidates). An empty
+ * entry (an unknown prefix) is cached too, for `negativeTtlSeconds`: a flood of
+ * unknown prefixes costs no PostgreSQL query per request (docs/DESIGN.md §2.2).
+ * A lookup tag's rows are read from PostgreSQL directly (one indexed, batched
+ * query, like an API key's SHA-256), never cached.
  */
 export interface PrefixCache {
   readonly kind: 'redis' | 'memory'
   /** The prefix's entry, or null on a miss or any cache failure (never throws). */
   getPrefix(prefix: string): Promise<PrefixEntry | null>
   setPrefix(prefix: string, entry: PrefixEntry): Promise<void>
-  /** The tag's candidates, or null on a miss or any cache failure (never throws). */
-  getTag(tag: string): Promise<Candidate[] | null>
-  setTag(tag: string, candidates: Candidate[]): Promise<void>
-  /** Drops the prefix's entry and, when given, the tag's. */
-  invalidate(prefix: string, tag?: string): Promise<void>
+  invalidate(prefix: string): Promise<void>
   status(): CacheStatus
   onResult(observer: (result: CacheResult) => void): void
   /** Resolves true once connected, false after `ms` (short-lived processes: the CLI). */
@@ -49,7 +47,7 @@ export interface RedisCacheOptions {
   health: RedisHealth
   keyPrefix: string
   ttlSeconds: number
-  /** TTL of empty answers (default 10). */
+  /** TTL of empty entries (default 10). */
   negativeTtlSeconds?: number
 }
 
@@ -90,7 +88,7 @@ const NOT_READY = Object.assign(new Error('Redis is not connected'), { code: 'NO
 
 /**
  * The lookup cache in Redis (standalone, Sentinel or Cluster). One key per
- * prefix or tag and single-key commands only, so a cluster needs no hash tags.
+ * prefix and single-key commands only, so a cluster needs no hash tags.
  */
 export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
   const { client, health } = opts
@@ -98,7 +96,6 @@ export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
   const observers: Array<(r: CacheResult) => void> = []
   const emit = (r: CacheResult): void => { for (const o of observers) o(r) }
   const prefixKey = (prefix: string): string => `${opts.keyPrefix}pat:prefix:${prefix}`
-  const tagKey = (tag: string): string => `${opts.keyPrefix}pat:tag:${tag}`
   const ready = (): boolean => {
     if (client.status === 'ready') return true
     health.record(NOT_READY)
@@ -150,15 +147,11 @@ export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
   return {
     kind: 'redis',
     getPrefix: async prefix => await get(prefixKey(prefix), decodeEntry),
-    getTag: async tag => await get(tagKey(tag), text => decodeList(parse(text))),
     async setPrefix (prefix, entry) {
       await set(prefixKey(prefix), JSON.stringify({ t: entry.tagged, c: encodeList(entry.untagged) }), isEmptyEntry(entry) ? negativeTtl : opts.ttlSeconds)
     },
-    async setTag (tag, list) {
-      await set(tagKey(tag), JSON.stringify(encodeList(list)), list.length === 0 ? negativeTtl : opts.ttlSeconds)
-    },
-    async invalidate (prefix, tag) {
-      await Promise.all([del(prefixKey(prefix)), tag === undefined ? undefined : del(tagKey(tag))])
+    async invalidate (prefix) {
+      await del(prefixKey(prefix))
     },
     status: () => client.status === 'ready' && !health.failing() ? 'ok' : 'degraded',
     onResult (o) { observers.push(o) },
@@ -169,9 +162,9 @@ export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
 
 export interface MemoryCacheOptions {
   ttlSeconds: number
-  /** Bound of the positive entries, and separately of the empty ones (a flood of unknown tags cannot evict live entries). */
+  /** Bound of the live entries, and separately of the empty ones. */
   maxEntries: number
-  /** TTL of empty answers (default 10). */
+  /** TTL of empty entries (default 10). */
   negativeTtlSeconds?: number
   now?: () => number
 }
@@ -181,16 +174,16 @@ export function createMemoryPrefixCache (opts: MemoryCacheOptions): PrefixCache 
   const now = opts.now ?? Date.now
   const ttlMs = opts.ttlSeconds * 1000
   const negativeTtlMs = (opts.negativeTtlSeconds ?? 10) * 1000
-  const live = new TtlMap<string, PrefixEntry | Candidate[]>({ maxEntries: opts.maxEntries, now })
-  const empty = new TtlMap<string, PrefixEntry | Candidate[]>({ maxEntries: opts.maxEntries, now })
+  const live = new TtlMap<string, PrefixEntry>({ maxEntries: opts.maxEntries, now })
+  const empty = new TtlMap<string, PrefixEntry>({ maxEntries: opts.maxEntries, now })
   const observers: Array<(r: CacheResult) => void> = []
   const emit = (r: CacheResult): void => { for (const o of observers) o(r) }
-  function get (key: string): PrefixEntry | Candidate[] | null {
+  function get (key: string): PrefixEntry | null {
     const value = live.get(key) ?? empty.get(key)
     emit(value === undefined ? 'miss' : 'hit')
     return value ?? null
   }
-  function set (key: string, value: PrefixEntry | Candidate[], isEmpty: boolean): void {
+  function set (key: string, value: PrefixEntry, isEmpty: boolean): void {
     live.delete(key)
     empty.delete(key)
     if (isEmpty) empty.set(key, value, negativeTtlMs)
@@ -198,15 +191,11 @@ export function createMemoryPrefixCache (opts: MemoryCacheOptions): PrefixCache 
   }
   return {
     kind: 'memory',
-    getPrefix: async prefix => get(`p:${prefix}`) as PrefixEntry | null,
-    getTag: async tag => get(`t:${tag}`) as Candidate[] | null,
-    async setPrefix (prefix, entry) { set(`p:${prefix}`, entry, isEmptyEntry(entry)) },
-    async setTag (tag, list) { set(`t:${tag}`, list, list.length === 0) },
-    async invalidate (prefix, tag) {
-      for (const k of tag === undefined ? [`p:${prefix}`] : [`p:${prefix}`, `t:${tag}`]) {
-        live.delete(k)
-        empty.delete(k)
-      }
+    getPrefix: async prefix => get(prefix),
+    async setPrefix (prefix, entry) { set(prefix, entry, isEmptyEntry(entry)) },
+    async invalidate (prefix) {
+      live.delete(prefix)
+      empty.delete(prefix)
     },
     status: () => 'disabled',
     onResult (o) { observers.push(o) },
