@@ -49,6 +49,8 @@ export interface RedisCacheOptions {
   ttlSeconds: number
   /** TTL of empty entries (default 10). */
   negativeTtlSeconds?: number
+  /** How long an entry of a prefix with tagged rows is also kept in process (ms; default 5000, 0 = never). */
+  nearTtlMs?: number
 }
 
 const isEmptyEntry = (e: PrefixEntry): boolean => !e.tagged && e.untagged.length === 0
@@ -89,10 +91,25 @@ const NOT_READY = Object.assign(new Error('Redis is not connected'), { code: 'NO
 /**
  * The lookup cache in Redis (standalone, Sentinel or Cluster). One key per
  * prefix and single-key commands only, so a cluster needs no hash tags.
+ *
+ * Entries of prefixes that have tagged rows are also kept in process for a few
+ * seconds (a near cache, at most 8,192: there are 4,096 PAT prefixes), so a
+ * flood of guesses under live prefixes costs no Redis round trip. Only such
+ * entries: whatever another replica did since (a token minted, a row tagged)
+ * they cannot turn a valid credential away, because its tag is looked up in
+ * PostgreSQL regardless; at worst an untagged row tagged since is compared
+ * once more. An unknown prefix is never kept there (a token minted under it
+ * must work at once on every replica).
  */
 export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
   const { client, health } = opts
   const negativeTtl = opts.negativeTtlSeconds ?? 10
+  const nearTtlMs = opts.nearTtlMs ?? 5000
+  const near = new TtlMap<string, PrefixEntry>({ maxEntries: 8192 })
+  const keepNear = (prefix: string, entry: PrefixEntry): void => {
+    if (entry.tagged) near.set(prefix, entry, nearTtlMs)
+    else near.delete(prefix)
+  }
   const observers: Array<(r: CacheResult) => void> = []
   const emit = (r: CacheResult): void => { for (const o of observers) o(r) }
   const prefixKey = (prefix: string): string => `${opts.keyPrefix}pat:prefix:${prefix}`
@@ -146,17 +163,28 @@ export function createRedisPrefixCache (opts: RedisCacheOptions): PrefixCache {
 
   return {
     kind: 'redis',
-    getPrefix: async prefix => await get(prefixKey(prefix), decodeEntry),
+    async getPrefix (prefix) {
+      const kept = near.get(prefix)
+      if (kept !== undefined) {
+        emit('hit')
+        return kept
+      }
+      const entry = await get(prefixKey(prefix), decodeEntry)
+      if (entry !== null) keepNear(prefix, entry)
+      return entry
+    },
     async setPrefix (prefix, entry) {
+      keepNear(prefix, entry)
       await set(prefixKey(prefix), JSON.stringify({ t: entry.tagged, c: encodeList(entry.untagged) }), isEmptyEntry(entry) ? negativeTtl : opts.ttlSeconds)
     },
     async invalidate (prefix) {
+      near.delete(prefix)
       await del(prefixKey(prefix))
     },
     status: () => client.status === 'ready' && !health.failing() ? 'ok' : 'degraded',
     onResult (o) { observers.push(o) },
     waitReady: ms => waitRedisReady(client, ms),
-    async close () {}
+    async close () { near.clear() }
   }
 }
 

@@ -1,5 +1,4 @@
 import { lookupTag, type ParsedCredential } from '../../credentials/format.js'
-import { TtlMap } from '../../lib/ttl-map.js'
 import type { Batcher } from '../../store/batcher.js'
 import type { Candidate, PrefixCache, PrefixEntry } from '../../store/prefix-cache.js'
 import type { PatState } from '../../store/queries.js'
@@ -40,9 +39,6 @@ export interface PatAuthenticatorDeps {
  */
 export type RefreshResult = 'renewed' | 'failed' | 'dropped' | 'error'
 
-/** How long a prefix entry with tagged rows is kept in process (see `local`). */
-const LOCAL_PREFIX_TTL_MS = 5000
-
 type SecretMatch = Candidate | typeof Reason.unknown | typeof Reason.badSecret | typeof Reason.rateLimited
 
 /**
@@ -64,29 +60,13 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     return null
   }
 
-  /**
-   * Entries of prefixes that have tagged rows, also kept in process for a few
-   * seconds: a flood of guesses under live prefixes then costs no Redis round
-   * trip. Only such entries: whatever happened since (a token minted, a row
-   * tagged elsewhere) they cannot turn a valid credential away, because the
-   * tag is looked up in PostgreSQL anyway; at worst an untagged row tagged
-   * since is compared once more. An unknown prefix is never kept here (a token
-   * minted under it must work at once).
-   */
-  const local = new TtlMap<string, PrefixEntry>({ maxEntries: 8192 })
-
-  /** The prefix's entry: in process, else the cache, else PostgreSQL (then cached; an unknown prefix too, briefly). */
+  /** The prefix's entry: the cache, else PostgreSQL (then cached; an unknown prefix too, briefly). */
   async function prefixEntry (prefix: string): Promise<{ entry: PrefixEntry, cached: boolean }> {
-    const near = local.get(prefix)
-    if (near !== undefined) return { entry: near, cached: true }
-    let entry = await cache.getPrefix(prefix)
-    const cached = entry !== null
-    if (entry === null) {
-      entry = await deps.loadPrefix(prefix)
-      void cache.setPrefix(prefix, entry)
-    }
-    if (entry.tagged) local.set(prefix, entry, LOCAL_PREFIX_TTL_MS)
-    return { entry, cached }
+    const cached = await cache.getPrefix(prefix)
+    if (cached !== null) return { entry: cached, cached: true }
+    const entry = await deps.loadPrefix(prefix)
+    void cache.setPrefix(prefix, entry)
+    return { entry, cached: false }
   }
 
   /**
@@ -104,10 +84,7 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     if (tagging.has(c.id)) return
     tagging.add(c.id)
     deps.tagRow(c.id, tag).then(
-      async () => {
-        local.delete(prefix)
-        await cache.invalidate(prefix)
-      },
+      async () => { await cache.invalidate(prefix) },
       (err: unknown) => { deps.onTagError?.(err) }
     ).finally(() => tagging.delete(c.id))
   }
@@ -140,8 +117,6 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
       for (const c of entry.untagged) skip.add(c.id)
       const fresh = await deps.loadPrefix(cred.prefix)
       void cache.setPrefix(cred.prefix, fresh)
-      if (fresh.tagged) local.set(cred.prefix, fresh, LOCAL_PREFIX_TTL_MS)
-      else local.delete(cred.prefix)
       if (fresh.tagged && !entry.tagged) {
         const again = await firstMatch(cred.value, await tagCandidates(tag), skip, requester)
         if (again !== null) return again
