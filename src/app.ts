@@ -11,17 +11,19 @@ import { createAuth } from './auth/create-auth.js'
 import type { LastUsedRecorder } from './auth/last-used.js'
 import type { Memo } from './auth/memo.js'
 import type { RoleTable } from './auth/principal.js'
+import { checkAdminExposure } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { createLogger, type Logger } from './logger.js'
 import { createCredentialService, type CredentialService } from './management/service.js'
 import { createHealth, dependencyReadiness, type Health } from './ops/health.js'
+import { createLifecycle, type Lifecycle } from './ops/lifecycle.js'
 import { createMetrics, type Metrics } from './ops/metrics.js'
 import { buildOpsApp, readiness } from './ops/server.js'
 import { createUpstreamCheck } from './ops/upstream-check.js'
 import { buildProxyApp } from './proxy/app.js'
-import { migrate, migrateDatabase } from './store/migrate.js'
+import { prepareDatabase } from './store/migrate.js'
 import { openStore } from './store/open.js'
-import { checkDatabase, type Db } from './store/postgres.js'
+import type { Db } from './store/postgres.js'
 import type { PrefixCache } from './store/prefix-cache.js'
 
 export interface SidecarOptions {
@@ -29,9 +31,11 @@ export interface SidecarOptions {
   /** The memo's clock (ms) and random source (its TTL jitter): injected by tests. */
   now?: () => number
   random?: () => number
+  /** The bcrypt compare: tests wrap it to hold one in flight (BcryptPoolOptions.compare). */
+  bcryptCompare?: (secret: string, hash: string) => Promise<boolean>
 }
 
-export interface Sidecar {
+export interface Sidecar extends Lifecycle {
   config: Config
   log: Logger
   db: Db
@@ -51,14 +55,11 @@ export interface Sidecar {
   proxy: FastifyInstance
   ops: FastifyInstance
   admin: FastifyInstance
-  /** Starts the listeners; resolves with the ports actually bound (0 in config = any free port). */
-  listen(): Promise<{ port: number, opsPort: number, adminPort: number }>
-  /** Marks not ready, drains in-flight requests, closes the pools. Idempotent. */
-  close(): Promise<void>
 }
 
 /** The composition root: builds every part from the config and wires them. Never listens by itself. */
 export async function createSidecar (config: Config, options: SidecarOptions = {}): Promise<Sidecar> {
+  checkAdminExposure(config)
   const log = options.logger ?? createLogger(config.logLevel)
   const assertion = await createAssertion(config, log)
   const store = openStore(config, { log })
@@ -74,7 +75,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   })
   db.onQuery(metrics.dbQuery)
   cache.onResult(metrics.prefixCache)
-  const auth = createAuth(config, { log, db, cache, redis: store.redis, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random })
+  const auth = createAuth(config, { log, db, cache, redis: store.redis, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random, bcryptCompare: options.bcryptCompare })
   const { memo, bcrypt, roles, lastUsed } = auth
   // With the upstream check on, a pod is not Ready before its app listens.
   const health = createHealth({ db, redis: () => cache.status(), upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })
@@ -104,39 +105,13 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   const admin = await buildAdminApp({ log, service, adminToken: config.adminToken, audit: { listEvents: audit.listEvents, leaks: audit.leaks } })
 
   try {
-    await checkDatabase(db, warning => log.warn(warning))
-    if (config.database.migrateOnStart) {
-      // On the service's own pool unless MIGRATE_DATABASE_URL names another way in.
-      const res = config.database.migrateUrl === null ? await migrate(db.pool) : await migrateDatabase(config.database)
-      if (res.applied.length > 0) log.info({ applied: res.applied, version: res.current }, 'migrations applied')
-    }
+    await prepareDatabase(db, config.database, log)
   } catch (err) {
     await Promise.allSettled([audit.close(), lastUsed.close()])
     await store.close()
     throw err
   }
 
-  const parts = { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, assertion, proxy, ops, admin }
-  let closing: Promise<void> | null = null
-  return {
-    ...parts,
-    async listen () {
-      await ops.listen({ host: config.server.host, port: config.server.opsPort })
-      await admin.listen({ host: config.server.adminHost, port: config.server.adminPort })
-      await proxy.listen({ host: config.server.host, port: config.server.port })
-      const port = (app: FastifyInstance): number => (app.server.address() as { port: number }).port
-      return { port: port(proxy), opsPort: port(ops), adminPort: port(admin) }
-    },
-    close () {
-      closing ??= (async () => {
-        // Readiness answers 503 from here on; in-flight requests finish, new ones are refused.
-        health.shuttingDown = true
-        await Promise.allSettled([proxy.close(), admin.close()])
-        await Promise.allSettled([lastUsed.close(), audit.close()])
-        await ops.close()
-        await store.close()
-      })()
-      return closing
-    }
-  }
+  const lifecycle = createLifecycle(config.server, { health, proxy, ops, admin, flush: [lastUsed, audit], store })
+  return { config, log, db, cache, memo, bcrypt, roles, health, metrics, lastUsed, useEvents, retention, service, assertion, proxy, ops, admin, ...lifecycle }
 }

@@ -78,7 +78,9 @@ export const HG_ERR_ADMIN_UNAUTHORIZED = define('HG_ERR_ADMIN_UNAUTHORIZED', Pub
 // management (CLI, admin and self-service)
 export const HG_ERR_MGMT_NOT_FOUND = define('HG_ERR_MGMT_NOT_FOUND', PublicCode.notFound, 'Not found', 404)
 export const HG_ERR_MGMT_INVALID = define('HG_ERR_MGMT_INVALID', PublicCode.badRequest, 'Invalid request', 400)
+export const HG_ERR_MGMT_NAME_CHARS = define('HG_ERR_MGMT_NAME_CHARS', PublicCode.badRequest, 'name must not contain control characters, line breaks or bidirectional-text controls', 400)
 export const HG_ERR_MGMT_PAT_ONLY = define('HG_ERR_MGMT_PAT_ONLY', PublicCode.forbidden, 'Personal access tokens are listed with a personal access token', 403)
+export const HG_ERR_MGMT_PAT_REVOKE_PAT_ONLY = define('HG_ERR_MGMT_PAT_REVOKE_PAT_ONLY', PublicCode.forbidden, 'Personal access tokens are revoked here with a personal access token of their org; an API key cannot revoke one (the admin API can)', 403)
 
 // store
 export const HG_ERR_STORE_UNAVAILABLE = define('HG_ERR_STORE_UNAVAILABLE', PublicCode.unavailable, 'The credential store is unavailable; retry shortly', 503)

@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace'
 import { createSidecar, type Sidecar } from './app.js'
-import { ConfigError } from './config/load.js'
+import { checkAdminExposure, ConfigError } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { mintDemoToken, seedDemo, type DemoSeed } from './demo/seed.js'
 import { startDemoUpstream, type DemoUpstream } from './demo/upstream.js'
@@ -111,6 +111,8 @@ function banner (b: Backends, original: Config, ports: { port: number, opsPort: 
 /** serve and demo: resolve the backends, build, listen, print the banner, drain on SIGTERM/SIGINT. */
 export async function serve (config: Config, log: Logger, opts: ServeOptions = {}): Promise<Served> {
   const env = opts.env ?? process.env
+  // Before the embedded database or the demo upstream start.
+  checkAdminExposure(config)
   const backends = await resolveBackends(config, env)
   let sidecar: Sidecar
   try {

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ActorType, type Actor } from '../audit/events.js'
+import { ActorType, safeJson, type Actor } from '../audit/events.js'
 import type { Principal } from '../auth/principal.js'
 import type { CredentialService, PatView } from '../management/service.js'
-import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY } from '../errors.js'
+import { HG_ERR_AUTH_INVALID, HG_ERR_MGMT_NOT_FOUND, HG_ERR_MGMT_PAT_ONLY, HG_ERR_MGMT_PAT_REVOKE_PAT_ONLY } from '../errors.js'
 import { sendError, sendForbidden, sendMethodNotAllowed } from '../http/reply.js'
 
 /** Answered by the sidecar itself on the proxy port, never forwarded (docs/DESIGN.md §5). */
@@ -11,8 +11,9 @@ export const SELF_SERVICE_PREFIXES = ['/api/personal-access-tokens', '/api/api-k
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
+/** Stored names may predate the character check: bidi and control characters go out as \uXXXX (the same JSON value). */
 function json (reply: FastifyReply, body: unknown): FastifyReply {
-  return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body))
+  return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(safeJson(body))
 }
 
 function principalOf (request: FastifyRequest): Principal | null {
@@ -66,11 +67,15 @@ export function registerSelfService (app: FastifyInstance, { service }: SelfServ
   app.delete<{ Params: { id: string } }>('/api/personal-access-tokens/:id', async (request, reply) => {
     const p = principalOf(request)
     if (p === null) return sendError(reply, HG_ERR_AUTH_INVALID)
+    // A route for a PAT's user (docs/DESIGN.md §5): an API key, whatever its role, is
+    // no user, and tokens:manage on a key must not reach other people's tokens.
+    // Refused before the id is looked at: no existence oracle either.
+    if (p.userId === null) return sendError(reply, HG_ERR_MGMT_PAT_REVOKE_PAT_ONLY)
     const { id } = request.params
     if (!UUID.test(id)) return notFound(reply)
     const tok = await service.getPat(id)
     // Someone else's token without tokens:manage, or another org's: 404, not 403 (existence is not revealed).
-    const own = tok !== null && p.userId !== null && tok.userId === p.userId
+    const own = tok !== null && tok.userId === p.userId
     if (tok === null || tok.orgId !== p.orgId || !(own || p.permissions.includes('tokens:manage'))) return notFound(reply)
     await service.revokePat(id, selfActor(request, p))
     return reply.code(204).send()

@@ -15,6 +15,8 @@ export interface BcryptPoolOptions {
    * compares requests wait for.
    */
   backgroundConcurrency?: number
+  /** The compare itself (default bcrypt.compare): tests wrap it to hold one in flight. */
+  compare?: (secret: string, hash: string) => Promise<boolean>
 }
 
 /** The connection a compare is for (a socket): a compare for a closed one is not run. */
@@ -86,12 +88,13 @@ export function createBcryptPool (opts: BcryptPoolOptions): BcryptPool {
   let rejections = 0
   let abandoned = 0
   let backgroundDropped = 0
+  const compareFn = opts.compare ?? (async (secret: string, hash: string) => await bcrypt.compare(secret, hash))
 
   async function run (secret: string, hash: string): Promise<boolean> {
     compares++
     const start = performance.now()
     try {
-      return await bcrypt.compare(secret, hash)
+      return await compareFn(secret, hash)
     } finally {
       const seconds = (performance.now() - start) / 1000
       for (const o of observers) o(seconds)

@@ -47,6 +47,8 @@ export interface AuthDeps {
   /** The memo's clock (ms) and random source (its TTL jitter): injected by tests. */
   now?: () => number
   random?: () => number
+  /** The bcrypt compare (BcryptPoolOptions.compare): injected by tests. */
+  bcryptCompare?: (secret: string, hash: string) => Promise<boolean>
 }
 
 /** The access pipeline and its parts, built from the config (docs/DESIGN.md §2). */
@@ -60,7 +62,7 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     now: deps.now,
     random: deps.random
   })
-  const bcrypt = createBcryptPool({ concurrency: config.auth.bcryptConcurrency, queueSize: config.auth.bcryptQueueSize })
+  const bcrypt = createBcryptPool({ concurrency: config.auth.bcryptConcurrency, queueSize: config.auth.bcryptQueueSize, compare: deps.bcryptCompare })
   if (observe !== undefined) {
     bcrypt.onCompare(observe.bcrypt)
     bcrypt.onReject(observe.bcryptRejected)

@@ -179,6 +179,16 @@ export function authorize (decision: PolicyDecision, principal: Principal, kind:
 }
 
 /**
+ * Stage 1 (docs/DESIGN.md §2 steps 1 and 7): the path guard, then the route's
+ * policy on the decoded path. null: a path the upstream could read otherwise (400).
+ */
+export function routeOf (policy: Policy, method: string, rawUrl: string): { path: string, decision: PolicyDecision } | null {
+  const checked = checkPath(rawUrl)
+  if (!checked.ok) return null
+  return { path: checked.path, decision: policy.decide(method, checked.path) }
+}
+
+/**
  * The access pipeline (docs/DESIGN.md §2): stage 1 the path guard and the route's
  * policy, stage 2 authenticate, stage 3 authorize. The identity headers of a
  * pass are built by identity-headers.ts for the proxy.
@@ -199,10 +209,9 @@ export function createPipeline (deps: PipelineDeps): Pipeline {
 
   return {
     run (req) {
-      const checked = checkPath(req.url)
-      if (!checked.ok) return refusal(Reason.badRequest, REASON_ERROR.bad_request, null, null)
-      const path = checked.path
-      const decision = policy.decide(req.method, path)
+      const route = routeOf(policy, req.method, req.url)
+      if (route === null) return refusal(Reason.badRequest, REASON_ERROR.bad_request, null, null)
+      const { path, decision } = route
       if (decision.public) {
         return { pass: true, reason: Reason.public, principal: null, decision, path, credentialSource: null, kind: null, prefix: null }
       }

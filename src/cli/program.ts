@@ -105,9 +105,9 @@ function splitList (v: string | undefined): string[] | undefined {
 }
 
 function printCreated (c: CreatedCredential, json: boolean, what: string, extra: Record<string, unknown> = {}): void {
-  for (const w of c.warnings) process.stderr.write(`warning: ${w}\n`)
+  for (const w of c.warnings) process.stderr.write(`warning: ${escapeText(w)}\n`)
   if (json) {
-    process.stdout.write(JSON.stringify({ id: c.id, token: c.token, prefix: c.prefix, name: c.name, expiresAt: c.expiresAt, permissions: c.permissions, ...extra }) + '\n')
+    process.stdout.write(safeJson({ id: c.id, token: c.token, prefix: c.prefix, name: c.name, expiresAt: c.expiresAt, permissions: c.permissions, ...extra }) + '\n')
     return
   }
   process.stdout.write([
@@ -117,10 +117,10 @@ function printCreated (c: CreatedCredential, json: boolean, what: string, extra:
     '',
     `  id          ${c.id}`,
     `  prefix      ${c.prefix}`,
-    `  name        ${c.name}`,
+    `  name        ${escapeText(c.name)}`,
     `  expires     ${c.expiresAt ?? 'never'}`,
     `  permissions ${c.permissions === null ? '(all of the role)' : c.permissions.join(',')}`,
-    ...Object.entries(extra).map(([k, v]) => `  ${k.padEnd(11)} ${String(v)}`),
+    ...Object.entries(extra).map(([k, v]) => `  ${k.padEnd(11)} ${escapeText(String(v))}`),
     ''
   ].join('\n'))
 }
@@ -140,9 +140,14 @@ function withCreateOptions (cmd: Command): Command {
     .option('--json', 'print one JSON object')
 }
 
+/**
+ * Stored text reaches the terminal escaped (docs/DESIGN.md §2.1): names are
+ * refused with control or bidi characters now, but rows written before, or by
+ * another tool, may hold them.
+ */
 function printPats (rows: PatView[], json: boolean): void {
   if (json) {
-    process.stdout.write(JSON.stringify(rows) + '\n')
+    process.stdout.write(safeJson(rows) + '\n')
     return
   }
   if (rows.length === 0) {
@@ -150,7 +155,7 @@ function printPats (rows: PatView[], json: boolean): void {
     return
   }
   for (const r of rows) {
-    process.stdout.write(`${r.id}  ${r.prefix}  ${stateOf(r).padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
+    process.stdout.write(escapeText(`${r.id}  ${r.prefix}  ${stateOf(r).padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}`) + '\n')
   }
 }
 
@@ -232,7 +237,7 @@ export function buildCli (): Command {
     .action(async (id: string) => {
       await withStore(async (store, cfg) => {
         const r = await service(store, cfg).revokePat(id, cliActor())
-        process.stdout.write(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}\n`)
+        process.stdout.write(escapeText(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}`) + '\n')
       })
     })
 
@@ -266,12 +271,12 @@ export function buildCli (): Command {
       await withStore(async (store, cfg) => {
         const rows = await service(store, cfg).listApiKeys(o.orgId)
         if (o.json === true) {
-          process.stdout.write(JSON.stringify(rows) + '\n')
+          process.stdout.write(safeJson(rows) + '\n')
           return
         }
         if (rows.length === 0) process.stdout.write('no API keys\n')
         for (const r of rows) {
-          process.stdout.write(`${r.id}  ${r.prefix}  ${stateOf(r).padEnd(7)}  ${r.role.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}\n`)
+          process.stdout.write(escapeText(`${r.id}  ${r.prefix}  ${stateOf(r).padEnd(7)}  ${r.role.padEnd(7)}  expires ${r.expiresAt ?? 'never'}  ${r.name}`) + '\n')
         }
       })
     })
@@ -281,7 +286,7 @@ export function buildCli (): Command {
     .action(async (id: string) => {
       await withStore(async (store, cfg) => {
         const r = await service(store, cfg).revokeApiKey(id, cliActor())
-        process.stdout.write(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}\n`)
+        process.stdout.write(escapeText(`revoked ${r.id} (${r.prefix}) at ${r.revokedAt ?? ''}`) + '\n')
       })
     })
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { Value } from '@sinclair/typebox/value'
 import { parse as parseYaml } from 'yaml'
 import { ConfigSchema, ENV_KEYS, type Config, type EnvKey } from './schema.js'
@@ -160,4 +161,24 @@ function checkSemantics (config: Config): void {
   if (config.tokens.defaultLifetimeDays > config.tokens.maxLifetimeDays) {
     throw new ConfigError('invalid config: tokens.defaultLifetimeDays: must not exceed tokens.maxLifetimeDays')
   }
+}
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped), and the name `localhost`. */
+export function isLoopback (host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  if (h === 'localhost') return true
+  const v4 = h.startsWith('::ffff:') && isIP(h.slice(7)) === 4 ? h.slice(7) : h
+  if (isIP(v4) === 4) return v4.startsWith('127.')
+  return isIP(h) === 6 && /^(0{0,4}:){2,7}0{0,3}1$/.test(h)
+}
+
+/**
+ * docs/DESIGN.md §2.1: the admin API mints credentials; reachable from other
+ * hosts it must require ADMIN_TOKEN. Checked before anything starts (serve,
+ * and createSidecar for any other caller), not by loadConfig: the CLI's
+ * management commands open no admin port.
+ */
+export function checkAdminExposure (config: Pick<Config, 'server' | 'adminToken'>): void {
+  if (config.adminToken !== null || isLoopback(config.server.adminHost)) return
+  throw new ConfigError(`invalid config: adminToken (ADMIN_TOKEN): required when server.adminHost (ADMIN_HOST) is not a loopback address (got ${JSON.stringify(config.server.adminHost)}); without it anyone who reaches the admin port could mint credentials`)
 }

@@ -1,7 +1,7 @@
 import { EventKind, eventFrom, safeText, SYSTEM_ACTOR, type Actor, type CredentialRef } from '../audit/events.js'
 import { createRoleTable, type RoleTable } from '../auth/principal.js'
 import type { Config } from '../config/schema.js'
-import { hgError, HG_ERR_MGMT_INVALID, HG_ERR_MGMT_NOT_FOUND } from '../errors.js'
+import { hgError, HG_ERR_MGMT_INVALID, HG_ERR_MGMT_NAME_CHARS, HG_ERR_MGMT_NOT_FOUND } from '../errors.js'
 import { insertEvent } from '../store/events.js'
 import type { Db } from '../store/postgres.js'
 import type { PrefixCache } from '../store/prefix-cache.js'
@@ -93,7 +93,16 @@ export function resolveExpiry (input: ExpiryInput, policy: Config['tokens'], now
   return { expiresAt: new Date(at), warnings: [] }
 }
 
+/**
+ * C0/C1 controls (ESC, NUL, newlines), format characters (the bidi overrides
+ * and isolates such as U+202E, zero-width characters), lone surrogates and the
+ * line/paragraph separators: what could rewrite or reorder a terminal line or
+ * a page, and NUL, which PostgreSQL refuses in text (docs/DESIGN.md §2.1).
+ */
+const UNSAFE_NAME = /[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/u
+
 export function validateName (name: string): string {
+  if (UNSAFE_NAME.test(name)) throw hgError(HG_ERR_MGMT_NAME_CHARS)
   const n = name.trim()
   if (n.length === 0 || n.length > 100) throw invalid('name must be 1 to 100 characters')
   return n

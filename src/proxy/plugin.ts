@@ -124,7 +124,12 @@ export default fp<ProxyOptions>(async function proxyPlugin (app: FastifyInstance
       if (request.hg?.decision?.local === true) {
         return sendError(reply, HG_ERR_NOT_FOUND)
       }
-      return reply.from(request.raw.url, options)
+      // The path only: reply-from decodes what it is given and refuses `../` anywhere in
+      // it, the query included. It then appends the raw query itself, byte for byte
+      // (docs/DESIGN.md §2 step 1: the query is data, not a path).
+      const raw = request.raw.url ?? '/'
+      const q = raw.indexOf('?')
+      return reply.from(q === -1 ? raw : raw.slice(0, q), options)
     },
     disableRequestLogging: true
   })

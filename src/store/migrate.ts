@@ -1,6 +1,6 @@
 import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg'
 import { MIGRATIONS, type Migration } from './migrations/index.js'
-import { createPool } from './postgres.js'
+import { checkDatabase, createPool, type Db } from './postgres.js'
 
 const LOCK_ID = 0x68675f73 // "hg_s": serializes concurrent starts of several replicas
 
@@ -141,6 +141,22 @@ export async function migrateDatabase (target: MigrationTarget, options: Migrate
   } finally {
     await pool.end()
   }
+}
+
+export interface StartTarget extends MigrationTarget {
+  migrateOnStart: boolean
+}
+
+/**
+ * At the sidecar's start: checks the server (docs/DESIGN.md §8) and, with
+ * migrateOnStart, migrates on the service's own pool unless migrateUrl names
+ * another way in.
+ */
+export async function prepareDatabase (db: Db, target: StartTarget, log: { info(obj: object, msg: string): void, warn(msg: string): void }): Promise<void> {
+  await checkDatabase(db, warning => log.warn(warning))
+  if (!target.migrateOnStart) return
+  const res = target.migrateUrl === null ? await migrate(db.pool) : await migrateDatabase(target)
+  if (res.applied.length > 0) log.info({ applied: res.applied, version: res.current }, 'migrations applied')
 }
 
 /** The schema version in the database, 0 when never migrated: one statement on one connection. */

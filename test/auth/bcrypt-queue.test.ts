@@ -1,5 +1,5 @@
 import t from 'tap'
-import { connections, send, SLOW_COST, tokenWithCost, until } from '../helpers/queue.js'
+import { connections, heldToken, send, tokenWithCost, until } from '../helpers/queue.js'
 import { startStack, type Stack } from '../helpers/stack.js'
 
 function errorLines (env: Stack): Array<Record<string, unknown>> {
@@ -8,11 +8,11 @@ function errorLines (env: Stack): Array<Record<string, unknown>> {
 
 t.test('a compare still queued when its client leaves is never run', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 4 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const left = [await tokenWithCost(env, 4), await tokenWithCost(env, 4)]
   const pool = env.sidecar.bcrypt
 
-  const first = send(env, slow)
+  const first = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const gone = left.map(token => send(env, token))
   await until('both wait in the queue', () => pool.queued === 2)
@@ -20,6 +20,7 @@ t.test('a compare still queued when its client leaves is never run', async t => 
   await until('the sidecar sees both connections closed', async () => await connections(env) === 1)
   t.equal(pool.compares, 1, 'only the slow compare has run so far')
 
+  slow.release()
   t.equal((await first.response)?.status, 200, 'the client that stayed gets its answer')
   await until('the pool is idle', () => pool.active === 0 && pool.queued === 0)
   t.equal(pool.compares, 1, 'the two abandoned compares never ran')
@@ -36,12 +37,12 @@ t.test('a compare still queued when its client leaves is never run', async t => 
 
 t.test('a full queue lets go of clients that left before refusing one still connected', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 1 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const leaving = await tokenWithCost(env, 4)
   const staying = await tokenWithCost(env, 4)
   const pool = env.sidecar.bcrypt
 
-  const first = send(env, slow)
+  const first = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const gone = send(env, leaving)
   await until('the queue is full', () => pool.queued === 1)
@@ -50,6 +51,7 @@ t.test('a full queue lets go of clients that left before refusing one still conn
   const later = send(env, staying)
   await until('the newcomer took the freed place', () => pool.abandoned === 1 && pool.queued === 1)
 
+  slow.release()
   t.equal((await first.response)?.status, 200)
   t.equal((await later.response)?.status, 200, 'queued, not refused')
   t.equal(pool.rejections, 0)
@@ -58,12 +60,12 @@ t.test('a full queue lets go of clients that left before refusing one still conn
 
 t.test('a saturated pool answers 503 with Retry-After at once, and logs no error per refusal', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 1 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const queued = await tokenWithCost(env, 4)
   const refused = await tokenWithCost(env, 4)
   const pool = env.sidecar.bcrypt
 
-  const first = send(env, slow)
+  const first = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const second = send(env, queued)
   await until('the queue is full', () => pool.queued === 1)
@@ -72,6 +74,7 @@ t.test('a saturated pool answers 503 with Retry-After at once, and logs no error
   t.equal(res?.status, 503)
   t.equal(res?.headers['retry-after'], '1')
   t.same(JSON.parse(res?.body ?? '{}'), { error: 'unavailable', message: 'Credential verification is saturated; retry shortly' })
+  slow.release()
   t.equal((await first.response)?.status, 200)
   t.equal((await second.response)?.status, 200)
   t.equal(pool.rejections, 1)
@@ -81,12 +84,15 @@ t.test('a saturated pool answers 503 with Retry-After at once, and logs no error
 
 t.test('a client that leaves during its compare gets no state read, and no error line', async t => {
   const env = await startStack(t)
-  const token = await tokenWithCost(env, SLOW_COST)
+  const held = await heldToken(env)
+  const token = held.token
   const pool = env.sidecar.bcrypt
   const statesBefore = await stateQueries(env)
   const sent = send(env, token)
   await until('its compare runs', () => pool.active === 1)
   sent.abandon()
+  await until('the sidecar sees the connection closed', async () => await connections(env) === 0)
+  held.release()
   await until('the compare has finished', () => pool.active === 0)
   await until('the decision is recorded', async () => /reason="client_gone"\} 1/.test((await env.sidecar.metrics.render()).body))
   t.equal(await stateQueries(env), statesBefore, 'no fresh-state query for it')

@@ -4,7 +4,7 @@ import t from 'tap'
 import { lookupTag } from '../../src/credentials/format.js'
 import { insertPat } from '../../src/store/queries.js'
 import { request } from '../helpers/http.js'
-import { metric, send, SLOW_COST, tokenWithCost, until } from '../helpers/queue.js'
+import { heldToken, metric, send, until } from '../helpers/queue.js'
 import { rememberSecret, startStack, type Stack } from '../helpers/stack.js'
 
 // Issue 18, docs/DESIGN.md §2.2: what a guess costs. Compares are read from the
@@ -137,10 +137,10 @@ t.test('a memo hit is never limited: a valid user behind a limited address keeps
 
 t.test('a 503 from a full bcrypt queue counts for the client that caused it', async t => {
   const env = await startStack(t, { redisUrl: null, config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 0, memoTtlSeconds: 0, rateLimit: { maxFailures: 2, windowSeconds: 60 } } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const fresh = await env.mintPat()
-  const blocker = send(env, slow)
-  await until('the slow compare holds the only slot', () => env.sidecar.bcrypt.active === 1)
+  const blocker = send(env, slow.token)
+  await until('the held compare holds the only slot', () => env.sidecar.bcrypt.active === 1)
   const from = (localAddress: string, token: string): Promise<number> =>
     request(env.port, '/api/scans', { headers: { 'x-api-key': token }, localAddress }).then(r => r.statusCode)
   const flooder = '127.0.0.2'
@@ -148,6 +148,7 @@ t.test('a 503 from a full bcrypt queue counts for the client that caused it', as
   t.equal(await from(flooder, fresh.token), 503)
   t.equal(await from(flooder, fresh.token), 429, 'two 503s used up its budget')
   t.equal(await from('127.0.0.3', fresh.token), 503, 'another client is not limited for them')
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   t.equal(await from('127.0.0.4', fresh.token), 200)
 })

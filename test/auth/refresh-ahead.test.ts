@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { metric, send, SLOW_COST, tokenWithCost, until } from '../helpers/queue.js'
+import { heldToken, metric, send, until } from '../helpers/queue.js'
 import { startStack, type Stack } from '../helpers/stack.js'
 
 // Issue 23: a memo hit in the last 20 % of its entry's lifetime is answered from
@@ -20,7 +20,7 @@ async function clockedStack (t: Test): Promise<{ env: Stack, advance: (seconds: 
 
 t.test('a hit in the refresh window is answered from the memo and triggers one background compare', async t => {
   const { env, advance } = await clockedStack(t)
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const { token } = await env.mintPat()
   const pool = env.sidecar.bcrypt
 
@@ -30,7 +30,7 @@ t.test('a hit in the refresh window is answered from the memo and triggers one b
   t.equal((await env.get('/api/scans', token)).statusCode, 200)
   t.equal(pool.backgroundQueued + pool.active, 0, 'mid-life: no refresh')
 
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   advance(35)
   const hitsBefore = await metric(env, HITS)
@@ -40,6 +40,7 @@ t.test('a hit in the refresh window is answered from the memo and triggers one b
   t.equal(pool.queued, 0, 'not in the request queue')
   t.equal(pool.compares, 2, 'the refresh has not run yet: only the slow compare has')
 
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   await until('the refresh has renewed the entry', async () => await metric(env, RENEWED) === 1)
   t.equal(pool.compares, 3, 'one background compare')
@@ -52,12 +53,12 @@ t.test('a hit in the refresh window is answered from the memo and triggers one b
 
 t.test('a revoked token is refused on the next request even while its refresh is pending', async t => {
   const { env, advance } = await clockedStack(t)
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const pat = await env.mintPat()
   const pool = env.sidecar.bcrypt
 
   t.equal((await env.get('/api/scans', pat.token)).statusCode, 200)
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   advance(85)
   t.equal((await env.get('/api/scans', pat.token)).statusCode, 200)
@@ -71,6 +72,7 @@ t.test('a revoked token is refused on the next request even while its refresh is
   t.equal(await metric(env, REVOKED), 1, 'refused as revoked')
   t.equal(pool.backgroundQueued, 1, 'while the refresh was still pending')
 
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   await until('the refresh has run', async () => pool.backgroundQueued === 0 && pool.active === 0)
   const again = await env.get('/api/scans', pat.token)
@@ -80,12 +82,12 @@ t.test('a revoked token is refused on the next request even while its refresh is
 
 t.test('a request that misses while a refresh waits joins it and moves it up to the request queue', async t => {
   const { env, advance } = await clockedStack(t)
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const { token } = await env.mintPat()
   const pool = env.sidecar.bcrypt
 
   t.equal((await env.get('/api/scans', token)).statusCode, 200)
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   advance(85)
   t.equal((await env.get('/api/scans', token)).statusCode, 200)
@@ -97,6 +99,7 @@ t.test('a request that misses while a refresh waits joins it and moves it up to 
   t.equal(pool.backgroundQueued, 0, 'no longer background work')
   t.equal(pool.queued, 1, 'a request waits for it now')
 
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   t.equal((await late.response)?.status, 200)
   t.equal(pool.compares, 3, 'the first use, the slow token, and one compare shared by the refresh and the request')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { connections, metric, send, SLOW_COST, tokenWithCost, until } from '../helpers/queue.js'
+import { connections, heldToken, metric, send, until } from '../helpers/queue.js'
 import { startStack } from '../helpers/stack.js'
 
 // Issue 23: requests presenting the same credential while it is being verified
@@ -10,11 +10,11 @@ const SHARED = 'hg_verify_shared_total'
 
 t.test('32 concurrent requests with one never-verified credential cause exactly one compare', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 32 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const { token } = await env.mintPat()
   const pool = env.sidecar.bcrypt
 
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const many = Array.from({ length: 32 }, () => send(env, token))
   await until('all 32 have missed the memo', async () => await metric(env, MISSES) === 33)
@@ -22,6 +22,7 @@ t.test('32 concurrent requests with one never-verified credential cause exactly 
   t.equal(pool.queued, 1, 'one compare queued for the 32 requests')
   t.equal(await metric(env, SHARED), 31, 'the other 31 wait for it')
 
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   const statuses = (await Promise.all(many.map(async s => (await s.response)?.status)))
   t.same(statuses, Array(32).fill(200), 'every one of them is answered')
@@ -33,11 +34,11 @@ t.test('32 concurrent requests with one never-verified credential cause exactly 
 
 t.test('a shared compare still runs when the request that started it leaves', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 4 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const { token } = await env.mintPat()
   const pool = env.sidecar.bcrypt
 
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const first = send(env, token)
   await until('the first request\'s compare waits', () => pool.queued === 1)
@@ -46,6 +47,7 @@ t.test('a shared compare still runs when the request that started it leaves', as
   first.abandon()
   await until('the sidecar sees the first connection closed', async () => await connections(env) === 4)
 
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   for (const o of others) t.equal((await o.response)?.status, 200, 'answered from the compare the first request started')
   t.equal(pool.abandoned, 0, 'the compare was not dropped with its first requester')
@@ -55,17 +57,18 @@ t.test('a shared compare still runs when the request that started it leaves', as
 
 t.test('a shared compare whose requests have all left is dropped, and a newcomer still gets its answer', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 4 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const { token } = await env.mintPat()
   const pool = env.sidecar.bcrypt
 
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const gone = [send(env, token), send(env, token)]
   await until('both wait for one compare', async () => pool.queued === 1 && await metric(env, SHARED) === 1)
   for (const g of gone) g.abandon()
   await until('the sidecar sees both connections closed', async () => await connections(env) === 1)
 
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   await until('the pool is idle', () => pool.active === 0 && pool.queued === 0)
   t.equal(pool.compares, 1, 'the compare nobody waited for any more never ran')
@@ -77,17 +80,18 @@ t.test('a shared compare whose requests have all left is dropped, and a newcomer
 
 t.test('different credentials never share a verification', async t => {
   const env = await startStack(t, { config: { auth: { bcryptConcurrency: 1, bcryptQueueSize: 8 } } })
-  const slow = await tokenWithCost(env, SLOW_COST)
+  const slow = await heldToken(env)
   const good = await env.mintPat()
   // Same prefix, wrong secret: must not ride on the valid token's compare.
   const wrong = good.token.slice(0, 10) + (good.token.slice(10, 11) === '0' ? '1' : '0') + good.token.slice(11)
   const pool = env.sidecar.bcrypt
 
-  const blocker = send(env, slow)
+  const blocker = send(env, slow.token)
   await until('the slow compare runs', () => pool.active === 1)
   const a = send(env, good.token)
   const b = send(env, wrong)
   await until('both wait', async () => await metric(env, MISSES) === 3)
+  slow.release()
   t.equal((await blocker.response)?.status, 200)
   t.equal((await a.response)?.status, 200)
   t.equal((await b.response)?.status, 401)

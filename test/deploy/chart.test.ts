@@ -61,7 +61,8 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     { podDisruptionBudget: { enabled: true, minAvailable: '50%', maxUnavailable: null } },
     { sidecar: { image: { digest: `sha256:${'ab'.repeat(32)}` }, extraEnv: [{ name: 'BCRYPT_COST', value: '12' }] } },
     { secrets: { existingSecret: 'scan-api-db', redisUrlKey: '', adminTokenKey: '' }, global: { anything: true } },
-    { assertion: { enabled: true, audience: 'scan-api', existingSecret: 'scan-api-assertion', secretKey: 'keys.json' } }
+    { assertion: { enabled: true, audience: 'scan-api', existingSecret: 'scan-api-assertion', secretKey: 'keys.json' } },
+    { sidecar: { database: { pooler: 'transaction', poolSize: 3 }, redis: { clusterNodes: ['c-0.cache:6379', '[fd00::1]:6379'], tls: true } }, secrets: { redisPasswordKey: 'REDIS_PASSWORD', migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL' } }
   ]
   for (const over of good) t.equal(check(mergeValues(VALUES, over)), '', JSON.stringify(over))
 
@@ -82,7 +83,10 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     [{ app: { image: null } }, /app must have required property 'image'/],
     [{ assertion: { enabled: 'yes' } }, /assertion\/enabled must be boolean/],
     [{ assertion: { secretKey: '' } }, /assertion\/secretKey must match pattern/],
-    [{ assertion: { privateKey: 'x' } }, /assertion must NOT have additional properties/]
+    [{ assertion: { privateKey: 'x' } }, /assertion must NOT have additional properties/],
+    [{ sidecar: { redis: { clusterNodes: ['c-0.cache'] } } }, /clusterNodes\/0 must match pattern/],
+    [{ sidecar: { database: { pooler: 'session' } } }, /database\/pooler must be equal to one of the allowed values/],
+    [{ sidecar: { redis: { url: 'redis://x' } } }, /redis must NOT have additional properties/]
   ]
   for (const [over, re] of bad) t.match(check(mergeValues(VALUES, over)), re, JSON.stringify(over))
 })
@@ -573,6 +577,37 @@ t.test('rendered chart', async t => {
     t.same(await sized({ requests: { cpu: '0.5' } }), { UV_THREADPOOL_SIZE: '1', BCRYPT_CONCURRENCY: '1' }, 'a fraction: one')
     t.same(await sized({ limits: { cpu: '1' } }), { UV_THREADPOOL_SIZE: '1', BCRYPT_CONCURRENCY: '1' })
     t.same(await sized({ requests: null, limits: null }), { UV_THREADPOOL_SIZE: undefined, BCRYPT_CONCURRENCY: undefined }, 'no CPU figure: the sidecar reads its cgroup')
+  })
+
+  await t.test('scale-out values: pooler, pool size, Redis Sentinel or Cluster, their Secret keys (docs/DEPLOYMENT.md)', async t => {
+    const sidecarOf = async (values: JsonObject): Promise<Container> => {
+      const { docs } = await render([MIN_VALUES, overlay(values)])
+      return container(only<Deployment>(docs, 'Deployment').spec.template.spec.containers, sidecarName)
+    }
+    const plain = plainEnv(await sidecarOf({}))
+    for (const name of ['DATABASE_POOLER', 'DB_POOL_SIZE', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES', 'REDIS_TLS']) t.equal(plain[name], undefined, `defaults: no ${name}`)
+
+    const pooled = await sidecarOf({ sidecar: { database: { pooler: 'transaction', poolSize: 3 } }, secrets: { migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL' } })
+    t.match(plainEnv(pooled), { DATABASE_POOLER: 'transaction', DB_POOL_SIZE: '3' })
+    t.same(env(pooled).get('MIGRATE_DATABASE_URL')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'MIGRATE_DATABASE_URL' } })
+
+    const sentinel = await sidecarOf({ sidecar: { redis: { sentinels: ['s-0.cache:26379', 's-1.cache:26379'], sentinelName: 'mymaster', tls: true } }, secrets: { redisPasswordKey: 'REDIS_PASSWORD' } })
+    t.match(plainEnv(sentinel), { REDIS_SENTINELS: 's-0.cache:26379,s-1.cache:26379', REDIS_SENTINEL_NAME: 'mymaster', REDIS_TLS: 'true' })
+    t.equal(env(sentinel).get('REDIS_URL'), undefined, 'no REDIS_URL beside a Sentinel set (the sidecar refuses two topologies)')
+    t.same(env(sentinel).get('REDIS_PASSWORD')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'REDIS_PASSWORD' } })
+
+    const cluster = await sidecarOf({ sidecar: { redis: { clusterNodes: ['c-0.cache:6379', '[fd00::1]:6379'] } } })
+    t.match(plainEnv(cluster), { REDIS_CLUSTER_NODES: 'c-0.cache:6379,[fd00::1]:6379' })
+    t.equal(env(cluster).get('REDIS_URL'), undefined)
+
+    for (const [name, values, re] of [
+      ['Sentinel without its master name', { sidecar: { redis: { sentinels: ['s-0.cache:26379'] } } }, /sidecar\.redis\.sentinelName is required/],
+      ['Sentinel and Cluster at once', { sidecar: { redis: { sentinels: ['s-0.cache:26379'], sentinelName: 'm', clusterNodes: ['c-0.cache:6379'] } } }, /one Redis topology at a time/]
+    ] as Array<[string, JsonObject, RegExp]>) {
+      const r = await renderer.render([MIN_VALUES, overlay(values)])
+      t.notOk(r.ok, `${name}: refused`)
+      t.match(r.ok ? '' : r.message, re, name)
+    }
   })
 
   await t.test('app shutdown: a preStop sleep unless the app has its own; exec sleep before Kubernetes 1.30', async t => {

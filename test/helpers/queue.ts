@@ -4,10 +4,9 @@ import bcrypt from 'bcrypt'
 import { insertPat } from '../../src/store/queries.js'
 import { rememberSecret, type Stack } from './stack.js'
 
-// Helpers for tests that line requests up in the bcrypt pool: a token hashed at
-// a high cost (14: about a second) holds the pool's one slot while the test
-// arranges what waits behind it.
-export const SLOW_COST = 14
+// Helpers for tests that line requests up in the bcrypt pool: a held token's
+// compare holds the pool's one slot until the test releases it, while the test
+// arranges what waits behind it (Stack.hold: no race with the machine's load).
 
 export async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs
@@ -26,6 +25,12 @@ export async function tokenWithCost (env: Stack, cost: number): Promise<string> 
   rememberSecret(token)
   await insertPat(env.sidecar.db, { userId, orgId, name: 'queued', prefix: token.slice(0, 10), secretHash: await bcrypt.hash(token, cost), permissions: null, expiresAt: null })
   return token
+}
+
+/** A valid PAT whose compares wait for release() (the stack's teardown releases it too). */
+export async function heldToken (env: Stack): Promise<{ token: string, release: () => void }> {
+  const token = await tokenWithCost(env, 4)
+  return { token, release: env.hold(token) }
 }
 
 export interface Sent {

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
 import pg from 'pg'
+import bcrypt from 'bcrypt'
 import { createSidecar, type Sidecar } from '../../src/app.js'
 import { loadConfig, type DeepPartial } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
@@ -30,9 +31,16 @@ export function rememberSecret (secret: string): void {
   secrets.add(secret)
 }
 
-/** Lines written so far that contain a known secret or anything credential-shaped. */
+/** A line with its percent-escapes decoded, however often they were applied. */
+function decodePercent (line: string): string {
+  let out = line
+  for (let i = 0; i < 8 && out.includes('%'); i++) out = out.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)))
+  return out
+}
+
+/** Lines written so far that contain a known secret or anything credential-shaped, also percent-encoded. */
 export function leakedLines (lines: readonly string[] = captured): string[] {
-  return lines.filter(l => CREDENTIAL.test(l) || [...secrets].some(s => l.includes(s)))
+  return lines.filter(line => [line, decodePercent(line)].some(l => CREDENTIAL.test(l) || [...secrets].some(s => l.includes(s))))
 }
 
 process.on('exit', () => {
@@ -124,6 +132,12 @@ export interface Stack {
   /** Revokes through the CLI; in embedded mode (one process owns PGlite) through the same service the CLI calls. */
   revoke(id: string): Promise<void>
   cliEnv(): NodeJS.ProcessEnv
+  /**
+   * Holds every bcrypt compare of this secret until the returned release() is
+   * called (a test's teardown releases what is left): a compare stays in flight
+   * for as long as the test needs, on a loaded machine too.
+   */
+  hold(secret: string): () => void
 }
 
 export function testConfig (base: { databaseUrl: string, redisUrl: string | null, redisKeyPrefix: string, upstreamUrl: string }, overrides: DeepPartial<Config> = {}): Config {
@@ -159,8 +173,20 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
   // PGlite has one session: one connection, for the sidecar and the test's own SQL alike.
   if (embedded) config = { ...config, database: { ...config.database, poolSize: 1 } }
   const { stream, capture } = captureLogs()
-  const sidecar = await createSidecar(config, { logger: createLogger(config.logLevel, stream), now: opts.now, random: opts.random })
-  t.teardown(() => sidecar.close())
+  const held = new Map<string, { gate: Promise<void>, open: () => void }>()
+  const release = (secret: string): void => {
+    held.get(secret)?.open()
+    held.delete(secret)
+  }
+  const bcryptCompare = async (secret: string, hash: string): Promise<boolean> => {
+    await held.get(secret)?.gate
+    return await bcrypt.compare(secret, hash)
+  }
+  const sidecar = await createSidecar(config, { logger: createLogger(config.logLevel, stream), now: opts.now, random: opts.random, bcryptCompare })
+  t.teardown(async () => {
+    for (const secret of [...held.keys()]) release(secret)
+    await sidecar.close()
+  })
   let port = 0
   let opsPort = 0
   let adminPort = 0
@@ -185,6 +211,12 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
     logs: capture,
     sql,
     service,
+    hold (secret) {
+      let open = (): void => {}
+      const gate = new Promise<void>(resolve => { open = resolve })
+      held.set(secret, { gate, open })
+      return () => release(secret)
+    },
     async createOrg () {
       const id = randomUUID()
       await sql.query('INSERT INTO orgs (id, slug, name) VALUES ($1, $2, $3)', [id, `org-${id}`, 'Test org'])

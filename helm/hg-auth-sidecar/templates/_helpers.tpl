@@ -177,6 +177,32 @@ port of a native sidecar (kubernetes/kubernetes#127958).
       value: {{ $s.logLevel | quote }}
     - name: REDIS_KEY_PREFIX
       value: {{ $s.redisKeyPrefix | quote }}
+    {{- if ne $s.database.pooler "none" }}
+    - name: DATABASE_POOLER
+      value: {{ $s.database.pooler | quote }}
+    {{- end }}
+    {{- if $s.database.poolSize }}
+    - name: DB_POOL_SIZE
+      value: {{ int $s.database.poolSize | quote }}
+    {{- end }}
+    {{- $r := $s.redis }}
+    {{- if and $r.sentinels $r.clusterNodes }}
+    {{- fail "sidecar.redis.sentinels and sidecar.redis.clusterNodes are both set: one Redis topology at a time" }}
+    {{- end }}
+    {{- if $r.sentinels }}
+    - name: REDIS_SENTINELS
+      value: {{ join "," $r.sentinels | quote }}
+    - name: REDIS_SENTINEL_NAME
+      value: {{ required "sidecar.redis.sentinelName is required with sidecar.redis.sentinels: the master group the sentinels monitor" $r.sentinelName | quote }}
+    {{- end }}
+    {{- if $r.clusterNodes }}
+    - name: REDIS_CLUSTER_NODES
+      value: {{ join "," $r.clusterNodes | quote }}
+    {{- end }}
+    {{- if $r.tls }}
+    - name: REDIS_TLS
+      value: "true"
+    {{- end }}
     - name: MIGRATE_ON_START
       value: {{ $s.migrateOnStart | toString | quote }}
     - name: UPSTREAM_READINESS_CHECK
@@ -208,13 +234,27 @@ port of a native sidecar (kubernetes/kubernetes#127958).
           name: {{ $secretName }}
           key: {{ $sec.databaseUrlKey }}
     {{- end }}
-    {{- if $sec.redisUrlKey }}
+    {{- if and $sec.redisUrlKey (not $r.sentinels) (not $r.clusterNodes) }}
     - name: REDIS_URL
       valueFrom:
         secretKeyRef:
           name: {{ $secretName }}
           key: {{ $sec.redisUrlKey }}
           optional: true
+    {{- end }}
+    {{- if $sec.redisPasswordKey }}
+    - name: REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secretName }}
+          key: {{ $sec.redisPasswordKey }}
+    {{- end }}
+    {{- if $sec.migrateDatabaseUrlKey }}
+    - name: MIGRATE_DATABASE_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secretName }}
+          key: {{ $sec.migrateDatabaseUrlKey }}
     {{- end }}
     {{- if $sec.adminTokenKey }}
     - name: ADMIN_TOKEN
