@@ -194,3 +194,20 @@ t.test('per prefix: wrong secrets from rotating addresses walk a prefix\'s untag
   t.equal(await from(20, minted.token), 200, 'a tagged token under the prefix still answers (its lookup costs one compare)')
   t.equal(await from(21, imported.token), 429, 'an untagged one waits for the window, as the attacker does')
 })
+
+t.test('replicas sharing Redis: a token minted under a prefix another replica saw as unknown works there at once', async t => {
+  // The near cache in front of Redis keeps only prefixes with tagged rows: an
+  // "unknown prefix" answer is never held in process, so the minting replica's
+  // invalidation reaches every replica.
+  const a = await startStack(t, { config: { auth: { memoTtlSeconds: 0 } } })
+  const b = await startStack(t, { databaseUrl: a.databaseUrl, redisKeyPrefix: a.redisKeyPrefix, config: { auth: { memoTtlSeconds: 0 } } })
+  const ids = await member(a)
+  const prefix = 'hg_pat_f9e'
+  t.equal((await b.get('/api/scans', wrongUnder(prefix))).statusCode, 401, 'replica b: an unknown prefix')
+  const minted = await tokenUnder(a, prefix, true, ids)
+  await a.sidecar.cache.invalidate(prefix) // what replica a's service does on creation
+  t.equal((await b.get('/api/scans', minted.token)).statusCode, 200, 'replica b finds it at once')
+  // A prefix with tagged rows may be held near: a second token under it is found by its tag anyway.
+  const second = await tokenUnder(a, prefix, true, ids)
+  t.equal((await b.get('/api/scans', second.token)).statusCode, 200, 'no invalidation needed for a tagged one')
+})
