@@ -14,7 +14,7 @@ import { Redis } from 'ioredis'
 import { CORES, CPU, PINNING, cpuDelta, cpuMsOf, cpuSnapshot, killAll, pin, startChild, logPath } from './lib/proc.mjs'
 import {
   createDatabase, dropDatabase, insertApiKeys, insertFillers, insertPats, insertWorld, listPositions,
-  makeWorld, mintApiKeys, mintPats, prefixStats, serverVersion, uniqueName
+  makeWorld, mintApiKeys, mintPats, prefixStats, serverVersion, tagRemaining, uniqueName
 } from './lib/seed.mjs'
 import { int, max, mb, median, min, ms, num, ratio, summarizeRuns, textTable, x } from './lib/stats.mjs'
 import { autoWindow, summarize as summarizeProfile, toMarkdown as profileMarkdown } from './profile-summary.mjs'
@@ -49,6 +49,7 @@ const HELP = `npm run bench -- [options]
   --expiry-ttl S      their memo TTL (default 30)
   --expiry-duration S the run after priming (default 2.5 x the TTL: at least two expiries)
   --expiry-cost N     bcrypt cost of those tokens (default 6; see docs/BENCHMARKS.md)
+  --flood-valid-rate R  never-used valid tokens per second during the guessing flood (default 10)
   --expiry-before DIR also run it on another build's dist/ (e.g. the code before issue 23)
   --profile           always profile the memoized-PAT load (default: only when a target is missed)
   --no-profile        never profile
@@ -82,6 +83,7 @@ function parseOptions () {
       'expiry-ttl': { type: 'string' },
       'expiry-duration': { type: 'string' },
       'expiry-cost': { type: 'string' },
+      'flood-valid-rate': { type: 'string' },
       'expiry-before': { type: 'string' },
       profile: { type: 'boolean' },
       'no-profile': { type: 'boolean' },
@@ -147,6 +149,7 @@ function parseOptions () {
     expiryDuration: n('expiry-duration', Math.ceil(expiryTtl * 2.5), { minimum: 1 }),
     expiryCost,
     expiryBefore,
+    floodValidRate: n('flood-valid-rate', 10, { minimum: 1, integer: false }),
     profile: values['no-profile'] === true ? 'never' : values.profile === true ? 'always' : 'auto',
     pause: n('pause', 1, { integer: false }),
     preload: n('preload', quick ? 1 : 3, { integer: false }),
@@ -610,6 +613,56 @@ async function main () {
       }
     }
 
+    // --- guessing flood (issue 18) ----------------------------------------------------------------
+    // 64 connections, each request on a new connection from a random 127.x.y.z
+    // (so the per-address limit sees many clients), every one a fresh wrong
+    // secret under a live prefix; meanwhile a second client sends valid tokens
+    // that were never used (one bcrypt compare each) at a low rate. Its p99 is
+    // compared with the same client's alone, on the same sidecar (memo on,
+    // default limiter, all cores), with its own never-used tokens.
+    log('guessing flood: 64 rotating-address connections of wrong secrets, and never-used valid tokens alongside')
+    {
+      const D = opts.duration
+      const rate = opts.floodValidRate
+      const per = Math.ceil(rate * (D + 2)) + 16
+      t0 = Date.now()
+      const rows = await mintPats(world, 2 * per, opts.cost, () => Math.random() * 3600)
+      await insertPats(main.pool, rows)
+      log(`  ${2 * per} never-used tokens minted in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+      await sendTokens('floodValidA', rows.slice(0, per).map(r => r.token))
+      await sendTokens('floodValidB', rows.slice(per).map(r => r.token))
+      const prefixes = [...new Set(hot.map(r => r.prefix))]
+      await sendTokens('livePrefixes', prefixes)
+      const flooder = child(LOADGEN, 'flooder', { cpus: CPU.load })
+      await flooder.call('tokens', { name: 'livePrefixes', list: prefixes })
+      const sc = await startSidecar('sidecar-flood', { db: main, keyPrefix: 'flood', auth: memoAuth, cpus: CPU.all })
+      const valid = list => ({ port: sc.port, connections: 4, overallRate: rate, duration: D, tokens: list, mode: 'once', timeout: 60 })
+      const s0 = await sc.call('stats')
+      const unloaded = await load(valid('floodValidA'))
+      const s1 = await sc.call('stats')
+      await sleep(opts.pause * 1000)
+      const s2 = await sc.call('stats')
+      const [loaded, guesses] = await Promise.all([
+        sleep(1000).then(() => load(valid('floodValidB'))),
+        flooder.call('flood', { spec: { port: sc.port, path: PATH, connections: 64, duration: D + 2, prefixes: 'livePrefixes' } }, (D + 120) * 1000)
+      ])
+      const s3 = await sc.call('stats')
+      await stopChild(flooder)
+      await stopChild(sc)
+      report.flood = {
+        validRate: rate,
+        connections: 64,
+        livePrefixes: prefixes.length,
+        unloaded,
+        loaded,
+        guesses,
+        comparesUnloaded: s1.compares - s0.compares,
+        comparesLoaded: s3.compares - s2.compares,
+        rejectionsLoaded: s3.rejections - s2.rejections
+      }
+      log(`  valid never-used tokens: p99 ${ms(unloaded.p99)} ms alone, ${ms(loaded.p99)} ms under ${int(guesses.rps)} guesses/s (${JSON.stringify(guesses.statuses)}); valid answers ${JSON.stringify(loaded.statuses)}; compares ${report.flood.comparesLoaded} (${loaded.total} valid requests), bcrypt 503s ${report.flood.rejectionsLoaded}`)
+    }
+
     // --- memo expiry under load ----------------------------------------------------------------
     if (opts.expiry) report.expiry = await runExpiry(expiryContext, opts)
 
@@ -658,9 +711,7 @@ async function main () {
       let nextCheck = step
       let from = 0
       for (const round of roundsOf) {
-        const pipe = redis.pipeline()
-        for (const r of round) pipe.set(`${redisPrefix}mem:pat:prefix:${r.prefix}`, JSON.stringify([[r.id, r.hash]]), 'EX', 600)
-        await pipe.exec()
+        // Every token is tagged: its first use costs one cost-4 compare, whatever its list.
         const res = await loadgen.call('run', { spec: { port: sc.port, path: PATH, connections: 16, mode: 'once', tokens: 'mem', from, count: round.length, expect: 200, timeout: 60 } }, 600_000)
         if (res.ok !== round.length) throw new Error(`memory run: ${res.ok}/${round.length} answered 200 (${JSON.stringify(res.statuses)})`)
         from += round.length
@@ -684,10 +735,13 @@ async function main () {
           report.notes.push(`scale point ${total} skipped: below --tokens ${N}`)
           continue
         }
+        // Untagged probes: real tokens inserted without a lookup tag, as if imported.
+        const untaggedRows = await mintPats(world, 20, opts.cost, () => 86400 + Math.random() * 364 * 86400)
         if (total === N) {
           // The main database: its cold probes use the hot tokens themselves (memo off).
           const coldTokens = hot.slice(0, Math.min(60, N))
-          points.push({ total, db: main, shape: mainShape, sidecar: hotSc, coldRows: coldTokens })
+          await insertPats(main.pool, untaggedRows, { tagged: false })
+          points.push({ total, db: main, shape: mainShape, sidecar: hotSc, coldRows: coldTokens, untaggedRows })
           continue
         }
         t0 = Date.now()
@@ -698,11 +752,14 @@ async function main () {
         // they sit at uniform positions of their (newest-first) lists.
         const coldRows = await mintPats(world, 40, opts.cost, () => 86400 + Math.random() * 364 * 86400)
         await insertPats(db.pool, coldRows)
-        await insertFillers(db.pool, total - N - coldRows.length, fillerHash)
+        await insertPats(db.pool, untaggedRows, { tagged: false })
+        // Fillers untagged, as an imported table: the untagged probes pay today's walk;
+        // they are tagged (as their first use would) before the tagged probes run.
+        await insertFillers(db.pool, total - N - coldRows.length - untaggedRows.length, fillerHash)
         const shape = await prefixStats(db.pool)
         log(`  ${total}: seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${num(shape.mean, 1)} candidates/prefix (max ${shape.max})`)
         const sc = await startSidecar(`sidecar-hot-${total}`, { db, keyPrefix: `hot${total}`, auth: memoAuth, warmList: 'hot' })
-        points.push({ total, db, shape, sidecar: sc, coldRows })
+        points.push({ total, db, shape, sidecar: sc, coldRows, untaggedRows })
       }
       for (const p of points) if (p.sidecar !== hotSc) await load({ port: p.sidecar.port, duration: Math.min(5, opts.scaleDuration), tokens: 'hot' })
       const scaleRuns = { baseline: [], ...Object.fromEntries(points.map(p => [p.total, []])) }
@@ -716,57 +773,94 @@ async function main () {
           await pauseSampling(opts.pause, report.background, `scale ${k}`)
         }
       }
-      // Cold path cost per request: a memo-off sidecar per point, on all cores,
-      // each cold token used once by one of two sequential clients.
+      // Cold path cost per request: memo-off sidecars per point, on all cores,
+      // each probe token used by one of two sequential clients. First the
+      // untagged probes (today's cost: a walk of the prefix's untagged rows),
+      // used twice (the first use writes the tag); then every other row is
+      // tagged, and the tagged probes and a wrong secret run on a fresh cache.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 4 })
       const budgetMs = opts.quick ? 4000 : 15_000
-      for (const p of points) {
-        p.rss = (await p.sidecar.call('stats', { gc: true })).rss
-        const positions = await listPositions(p.db.pool, p.coldRows.map(r => r.id))
-        const expected = p.coldRows.map(r => positions.get(r.id)?.pos ?? 1)
-        const perRequestMs = (expected.reduce((a, b) => a + b, 0) / expected.length) * compareMs
-        const count = Math.max(4, Math.min(p.coldRows.length, Math.round((budgetMs * 2) / perRequestMs)))
-        const sc = await startSidecar(`sidecar-cold-${p.total}`, { db: p.db, keyPrefix: `cold${p.total}`, auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
-        // First touch of each prefix loads its list from PostgreSQL; that is part of the cold cost too.
+      const livePrefixes = [...new Set(hot.map(r => r.prefix))]
+      await sendTokens('livePrefixes', livePrefixes)
+      async function probe (sc, rows, count) {
         const before = await sc.call('stats')
         const lat = []
         let bad = 0
         let next = 0
         await Promise.all([0, 1].map(async () => {
           while (next < count) {
-            const row = p.coldRows[next++]
+            const row = rows[next++]
             const res = await httpGet(agent, sc.port, row.token, 600_000)
             if (res.status === 200) lat.push(res.ms)
             else bad++
           }
         }))
+        const after = await sc.call('stats')
+        return { comparesPerRequest: (after.compares - before.compares) / count, latencyMedianMs: median(lat), latencyMaxMs: max(lat), non200: bad }
+      }
+      for (const p of points) {
+        p.rss = (await p.sidecar.call('stats', { gc: true })).rss
+        // 1. untagged probes: first use, then (tag written) second use
+        const positions = await listPositions(p.db.pool, p.untaggedRows.map(r => r.id))
+        const expectedU = p.untaggedRows.map(r => positions.get(r.id)?.pos ?? 1)
+        const uCount = Math.max(4, Math.min(p.untaggedRows.length, Math.round((budgetMs * 2) / ((expectedU.reduce((a, b) => a + b, 0) / expectedU.length) * compareMs))))
+        const usc = await startSidecar(`sidecar-untagged-${p.total}`, { db: p.db, keyPrefix: `untagged${p.total}`, auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
+        const first = await probe(usc, p.untaggedRows, uCount)
+        const used = p.untaggedRows.slice(0, uCount).map(r => r.id)
+        const tagDeadline = Date.now() + 60_000
+        while ((await p.db.pool.query('SELECT count(*)::int AS n FROM personal_access_tokens WHERE id = ANY($1::uuid[]) AND lookup_tag IS NOT NULL', [used])).rows[0].n < uCount && Date.now() < tagDeadline) await sleep(100)
+        await sleep(500)
+        const second = await probe(usc, p.untaggedRows, uCount)
+        await stopChild(usc)
+        p.untagged = { requests: uCount, expectedCompares: expectedU.slice(0, uCount).reduce((a, b) => a + b, 0) / uCount, first, second }
+        log(`  untagged @ ${int(p.total)}: first use ${num(first.comparesPerRequest, 1)} compares/request (expected ${num(p.untagged.expectedCompares, 1)}), median ${ms(first.latencyMedianMs)} ms; after: ${num(second.comparesPerRequest, 2)} compares/request, median ${ms(second.latencyMedianMs)} ms`)
+        // 2. the rest of the table tagged, as the first use of every row would leave it
+        p.tagSeconds = await tagRemaining(p.db.pool)
+        log(`  tagged the remaining rows @ ${int(p.total)} in ${num(p.tagSeconds, 1)} s`)
+        // 3. tagged probes, and one wrong secret under a live prefix
+        const count = Math.max(4, Math.min(p.coldRows.length, Math.round((budgetMs * 2) / compareMs)))
+        const sc = await startSidecar(`sidecar-cold-${p.total}`, { db: p.db, keyPrefix: `cold${p.total}`, auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
+        const tagged = await probe(sc, p.coldRows, count)
         const mid = await sc.call('stats')
-        // One well-formed token with a real prefix and a wrong secret: compared against every candidate.
         const wrongToken = p.coldRows[0].prefix + randomBytes(24).toString('hex').slice(0, 45)
         const wrong = await httpGet(agent, sc.port, wrongToken, 600_000)
         const after = await sc.call('stats')
         await stopChild(sc)
         p.cold = {
           requests: count,
-          non200: bad,
-          comparesPerRequest: (mid.compares - before.compares) / count,
-          expectedCompares: expected.slice(0, count).reduce((a, b) => a + b, 0) / count,
+          non200: tagged.non200,
+          comparesPerRequest: tagged.comparesPerRequest,
+          expectedCompares: 1,
           populationExpected: p.shape.expectedCompares,
-          latencyMedianMs: median(lat),
-          latencyMaxMs: max(lat),
+          latencyMedianMs: tagged.latencyMedianMs,
+          latencyMaxMs: tagged.latencyMaxMs,
           wrongStatus: wrong.status,
           wrongCompares: after.compares - mid.compares,
           wrongMs: wrong.ms,
-          listLength: positions.get(p.coldRows[0].id)?.k ?? null
+          listLength: positions.get(p.untaggedRows[0].id)?.k ?? null
         }
-        log(`  cold @ ${int(p.total)}: ${num(p.cold.comparesPerRequest, 1)} compares/request (expected ${num(p.cold.expectedCompares, 1)}), median ${ms(p.cold.latencyMedianMs)} ms; wrong secret: ${p.cold.wrongCompares} compares, ${ms(wrong.ms)} ms -> ${wrong.status}`)
+        log(`  cold @ ${int(p.total)}: ${num(p.cold.comparesPerRequest, 2)} compares/request (tagged), median ${ms(p.cold.latencyMedianMs)} ms; wrong secret: ${p.cold.wrongCompares} compares, ${ms(wrong.ms)} ms -> ${wrong.status}`)
+        // 4. a load of wrong secrets under live prefixes (fresh ones, so no negative memo
+        // answers them; limiter off, as the 401 flood): their 401 rate against the
+        // no-auth proxy measured right before, pinned alike.
+        const wsc = await startSidecar(`sidecar-wrong-${p.total}`, { db: p.db, keyPrefix: `wrong${p.total}`, auth: { ...memoAuth, rateLimit: { maxFailures: 0, windowSeconds: 60 } } })
+        await preload({ port: wsc.port, wrongUnder: 'livePrefixes', expect: 401 })
+        await preload({ port: base.port, tokens: 'hot' })
+        const baseRun = await load({ port: base.port, duration: opts.scaleDuration, tokens: 'hot' })
+        await pauseSampling(opts.pause, report.background, `scale wrong ${p.total}`)
+        const w0 = await wsc.call('stats')
+        const wrongRun = await load({ port: wsc.port, duration: opts.scaleDuration, wrongUnder: 'livePrefixes', expect: 401 })
+        const w1 = await wsc.call('stats')
+        await stopChild(wsc)
+        p.wrongLoad = { rps: wrongRun.rps, p99: wrongRun.p99, statuses: wrongRun.statuses, compares: w1.compares - w0.compares, baselineRps: baseRun.rps, vsBaseline: ratio(wrongRun.rps, baseRun.rps) }
+        log(`  wrong secrets @ ${int(p.total)}: ${int(wrongRun.rps)} 401/s (${x(p.wrongLoad.vsBaseline)} the no-auth proxy's ${int(baseRun.rps)} req/s), p99 ${ms(wrongRun.p99)} ms, ${p.wrongLoad.compares} compares`)
       }
       agent.destroy()
       report.scale = {
         duration: opts.scaleDuration,
         rounds: opts.scaleRounds,
         baseline: summarizeRuns(scaleRuns.baseline),
-        points: points.map(p => ({ total: p.total, shape: p.shape, memo: summarizeRuns(scaleRuns[p.total]), runs: scaleRuns[p.total], cold: p.cold, rss: p.rss }))
+        points: points.map(p => ({ total: p.total, shape: p.shape, memo: summarizeRuns(scaleRuns[p.total]), runs: scaleRuns[p.total], cold: p.cold, untagged: p.untagged, wrongLoad: p.wrongLoad, tagSeconds: p.tagSeconds, rss: p.rss }))
       }
       for (const p of points) if (p.sidecar !== hotSc) await stopChild(p.sidecar)
     }
@@ -897,6 +991,31 @@ function evaluateTargets (report) {
       pass: both(r, rounds, v => v >= 0.55)
     })
   }
+  if (sc !== undefined && sc.points.every(pt => pt.cold !== undefined && pt.wrongLoad !== undefined)) {
+    const hi = sc.points.at(-1)
+    const tagged = sc.points.every(pt => Math.abs(pt.cold.comparesPerRequest - 1) <= 0.05)
+    const wrong = sc.points.every(pt => pt.cold.wrongCompares === 0 && pt.wrongLoad.compares === 0)
+    const rate = hi.wrongLoad.vsBaseline !== null && hi.wrongLoad.vsBaseline >= 1
+    const untagged = sc.points.every(pt => pt.untagged === undefined || Math.abs(pt.untagged.second.comparesPerRequest - 1) <= 0.05)
+    t.push({
+      id: 'T7',
+      text: 'Cold tagged PAT: 1.0 (+-0.05) compares/request at every size; wrong secret under a live prefix: 0 compares, 401 rate >= 1.0x the no-auth proxy at the largest size; untagged rows: 1 compare after their first use',
+      measured: `${sc.points.map(pt => `${int(pt.total)}: ${num(pt.cold.comparesPerRequest, 2)} tagged, ${pt.cold.wrongCompares + pt.wrongLoad.compares} wrong-secret compares, untagged ${num(pt.untagged?.first.comparesPerRequest, 1)} -> ${num(pt.untagged?.second.comparesPerRequest, 2)}`).join('; ')}; wrong-secret 401s at ${int(hi.total)}: ${x(hi.wrongLoad.vsBaseline)}`,
+      pass: tagged && wrong && rate && untagged
+    })
+  }
+  const fl = report.flood
+  if (fl !== undefined) {
+    const r = ratio(fl.loaded.p99, fl.unloaded.p99)
+    const all200 = fl.loaded.ok === fl.loaded.total && fl.loaded.total > 0
+    const no503 = (fl.loaded.statuses['503'] ?? 0) === 0
+    t.push({
+      id: 'T8',
+      text: 'Guessing flood: never-used valid tokens all 200, their p99 within 2x of the unloaded cold p99, no 503',
+      measured: `p99 ${ms(fl.unloaded.p99)} -> ${ms(fl.loaded.p99)} ms = ${x(r)}; ${fl.loaded.ok}/${fl.loaded.total} answered 200, ${fl.loaded.statuses['503'] ?? 0} x 503; ${int(fl.guesses.rps)} guesses/s`,
+      pass: r !== null && r <= 2 && all200 && no503
+    })
+  }
   return t
 }
 
@@ -912,8 +1031,14 @@ function consoleSummary (report) {
   for (const t of report.targets) lines.push(`${t.pass === null ? 'N/A ' : t.pass === 'borderline' ? 'BORD' : t.pass ? 'PASS' : 'FAIL'}  ${t.id} ${t.text}: ${t.measured}`)
   if (report.scale !== undefined) {
     lines.push('')
-    lines.push(textTable(['tokens', 'cand./prefix', 'memo req/s', 'p99 ms', 'cold compares/req', 'cold ms/req', 'wrong-secret ms'],
-      report.scale.points.map(p => [int(p.total), num(p.shape.mean, 1), `${int(p.memo.rps)} [${int(p.memo.rpsMin)}-${int(p.memo.rpsMax)}]`, ms(p.memo.p99), num(p.cold?.comparesPerRequest, 1), ms(p.cold?.latencyMedianMs), ms(p.cold?.wrongMs)])))
+    lines.push(textTable(['tokens', 'cand./prefix', 'memo req/s', 'p99 ms', 'cold compares/req (tagged)', 'cold ms/req', 'untagged: 1st use / after', 'wrong secret: compares, 401/s vs no-auth'],
+      report.scale.points.map(p => [int(p.total), num(p.shape.mean, 1), `${int(p.memo.rps)} [${int(p.memo.rpsMin)}-${int(p.memo.rpsMax)}]`, ms(p.memo.p99), num(p.cold?.comparesPerRequest, 2), ms(p.cold?.latencyMedianMs),
+        p.untagged === undefined ? '-' : `${num(p.untagged.first.comparesPerRequest, 1)} / ${num(p.untagged.second.comparesPerRequest, 2)}`,
+        p.wrongLoad === undefined ? '-' : `${p.cold?.wrongCompares ?? '-'} + ${p.wrongLoad.compares}, ${int(p.wrongLoad.rps)} (${x(p.wrongLoad.vsBaseline)})`])))
+  }
+  const fl = report.flood
+  if (fl !== undefined) {
+    lines.push('', `guessing flood: ${int(fl.guesses.rps)} guesses/s ${JSON.stringify(fl.guesses.statuses)}; never-used valid tokens p99 ${ms(fl.unloaded.p99)} ms alone -> ${ms(fl.loaded.p99)} ms (${x(ratio(fl.loaded.p99, fl.unloaded.p99))}), answers ${JSON.stringify(fl.loaded.statuses)}, 503s ${fl.loaded.statuses['503'] ?? 0}`)
   }
   if (report.memory.hot !== undefined) lines.push('', `RSS after ${report.memory.hot.seconds} s hot: ${mb(report.memory.hot.afterRss)} (before ${mb(report.memory.hot.before.rss)})`)
   const d = report.memory.distinct

@@ -75,7 +75,7 @@ export async function createSidecar (config: Config, options: SidecarOptions = {
   })
   db.onQuery(metrics.dbQuery)
   cache.onResult(metrics.prefixCache)
-  const auth = createAuth(config, { log, db, cache, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random, bcryptCompare: options.bcryptCompare })
+  const auth = createAuth(config, { log, db, cache, redis: store.redis, localPrefixes: SELF_SERVICE_PREFIXES, observe: metrics, now: options.now, random: options.random, bcryptCompare: options.bcryptCompare })
   const { memo, bcrypt, roles, lastUsed } = auth
   // With the upstream check on, a pod is not Ready before its app listens.
   const health = createHealth({ db, redis: () => cache.status(), upstream: config.upstream.readinessCheck && config.upstream.url !== null ? createUpstreamCheck({ url: config.upstream.url }) : null })

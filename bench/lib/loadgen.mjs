@@ -1,6 +1,8 @@
 // The load generator: autocannon in a process of its own (pinned to the
 // load core by run.mjs), driven over IPC. Several `run` commands may be in
 // flight at once (the event-loop stall check runs two loads together).
+import { randomBytes, randomInt } from 'node:crypto'
+import http from 'node:http'
 import autocannon from 'autocannon'
 
 const lists = new Map()
@@ -15,6 +17,8 @@ function percentile (sorted, p) {
  * spec: { port, path, connections, duration | amount, overallRate?, timeout?,
  *         expect (status), header ('x-api-key'), token? (one value),
  *         tokens? (list name), mode: 'rotate' | 'once', from?, count?,
+ *         wrongUnder? (list name of prefixes: every request a fresh wrong
+ *         secret under one of them, so no negative memo answers it),
  *         timeline? (per-second answers, statuses, p99 and max) }
  * rotate: every connection cycles through the whole list from its own offset
  *         (pre-built requests; 32 connections = 32 different tokens at a time).
@@ -39,7 +43,11 @@ async function run (spec) {
   const base = { method, path: spec.path }
   let used = () => null
 
-  if (list === null) {
+  if (spec.wrongUnder !== undefined) {
+    const prefixes = lists.get(spec.wrongUnder)
+    if (prefixes === undefined) throw new Error(`no list ${spec.wrongUnder}`)
+    opts.requests = [{ ...base, setupRequest: req => ({ ...req, headers: { ...req.headers, [header]: wrongUnder(prefixes) } }) }]
+  } else if (list === null) {
     opts.requests = [{ ...base, headers: spec.token === undefined ? {} : { [header]: spec.token } }]
   } else if (spec.mode === 'once') {
     const from = spec.from ?? 0
@@ -126,6 +134,63 @@ async function run (spec) {
   }
 }
 
+/** hg_pat_ + 3 hex of a live prefix + 45 random hex: well-formed, its prefix live, its secret wrong. */
+let entropy = Buffer.alloc(0)
+let at = 0
+function wrongUnder (prefixes) {
+  if (at + 23 > entropy.length) {
+    entropy = randomBytes(23 * 4096)
+    at = 0
+  }
+  const secret = entropy.toString('hex', at, at + 23).slice(0, 45)
+  at += 23
+  return prefixes[randomInt(prefixes.length)] + secret
+}
+
+/** A loopback address other than 127.0.0.1 (Linux routes all of 127/8 to lo). */
+const randomLoopback = () => `127.${1 + randomInt(254)}.${randomInt(256)}.${1 + randomInt(254)}`
+
+/**
+ * The guessing flood: `connections` clients, each sending one request at a
+ * time on a new connection from a random 127.x.y.z source address (what a
+ * botnet or a pool of proxies looks like to the per-address limiter), every
+ * one a fresh wrong secret under a live prefix (`prefixes`: list name), for
+ * `duration` seconds. spec: { port, path, connections, duration, prefixes }.
+ */
+async function flood (spec) {
+  const prefixes = lists.get(spec.prefixes)
+  if (prefixes === undefined) throw new Error(`no list ${spec.prefixes}`)
+  const statuses = {}
+  let errors = 0
+  const end = performance.now() + spec.duration * 1000
+  const started = performance.now()
+  const one = () => new Promise(resolve => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port: spec.port,
+      path: spec.path,
+      agent: false,
+      localAddress: randomLoopback(),
+      headers: { 'x-api-key': wrongUnder(prefixes), connection: 'close' },
+      timeout: 30_000
+    }, res => {
+      statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
+      res.resume()
+      res.on('end', resolve)
+      res.on('error', resolve)
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', () => { errors++; resolve() })
+    req.end()
+  })
+  await Promise.all(Array.from({ length: spec.connections }, async () => {
+    while (performance.now() < end) await one()
+  }))
+  const durationS = (performance.now() - started) / 1000
+  const total = Object.values(statuses).reduce((a, b) => a + b, 0)
+  return { durationS, total, rps: total / durationS, statuses, errors }
+}
+
 process.on('message', async msg => {
   try {
     let result
@@ -136,6 +201,9 @@ process.on('message', async msg => {
         break
       case 'run':
         result = await run(msg.spec)
+        break
+      case 'flood':
+        result = await flood(msg.spec)
         break
       case 'stop':
         process.exit(0)

@@ -96,20 +96,25 @@ async function pooled (count, concurrency, fn, onProgress) {
  */
 export async function mintPats (world, count, cost, age, onProgress) {
   return pooled(count, 16, async i => {
-    const { token, prefix } = generateCredential('pat')
+    const { token, prefix, tag } = generateCredential('pat')
     const hash = await hashPat(token, cost)
     const user = world.users[i % world.users.length]
-    return { id: randomUUID(), token, prefix, hash, userId: user.id, orgId: user.orgId, ageS: age(i) }
+    return { id: randomUUID(), token, prefix, tag, hash, userId: user.id, orgId: user.orgId, ageS: age(i) }
   }, onProgress)
 }
 
-export async function insertPats (pool, rows) {
+/**
+ * Inserts minted PATs. tagged (default): with their lookup tag, as this
+ * version mints them; false: without, as rows imported from an existing table
+ * (walked by prefix until their first use).
+ */
+export async function insertPats (pool, rows, { tagged = true } = {}) {
   for (let i = 0; i < rows.length; i += 5000) {
     const part = rows.slice(i, i + 5000)
-    await pool.query(`INSERT INTO personal_access_tokens (id, user_id, org_id, name, prefix, secret_hash, expires_at, created_at)
-      SELECT id, u, o, 'bench token', p, h, now() + interval '30 days', now() - make_interval(secs => s)
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::float8[]) AS t(id, u, o, p, h, s)`,
-    [part.map(r => r.id), part.map(r => r.userId), part.map(r => r.orgId), part.map(r => r.prefix), part.map(r => r.hash), part.map(r => r.ageS)])
+    await pool.query(`INSERT INTO personal_access_tokens (id, user_id, org_id, name, prefix, secret_hash, expires_at, created_at, lookup_tag)
+      SELECT id, u, o, 'bench token', p, h, now() + interval '30 days', now() - make_interval(secs => s), g
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::float8[], $7::bigint[]) AS t(id, u, o, p, h, s, g)`,
+    [part.map(r => r.id), part.map(r => r.userId), part.map(r => r.orgId), part.map(r => r.prefix), part.map(r => r.hash), part.map(r => r.ageS), part.map(r => tagged ? r.tag : null)])
   }
 }
 
@@ -118,19 +123,19 @@ export function mintApiKeys (world, count) {
   const creator = new Map()
   for (const u of world.users) if (!creator.has(u.orgId)) creator.set(u.orgId, u.id)
   return Array.from({ length: count }, (_, i) => {
-    const { token, prefix } = generateCredential('api_key')
+    const { token, prefix, tag } = generateCredential('api_key')
     const orgId = world.orgIds[i % world.orgIds.length]
-    return { id: randomUUID(), token, prefix, sha: sha256(token), orgId, createdBy: creator.get(orgId) }
+    return { id: randomUUID(), token, prefix, tag, sha: sha256(token), orgId, createdBy: creator.get(orgId) }
   })
 }
 
 export async function insertApiKeys (pool, rows) {
   for (let i = 0; i < rows.length; i += 5000) {
     const part = rows.slice(i, i + 5000)
-    await pool.query(`INSERT INTO api_keys (id, org_id, created_by, name, prefix, secret_sha256, role, expires_at)
-      SELECT id, o, c, 'bench key', p, decode(h, 'hex'), 'member', now() + interval '30 days'
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS t(id, o, c, p, h)`,
-    [part.map(r => r.id), part.map(r => r.orgId), part.map(r => r.createdBy), part.map(r => r.prefix), part.map(r => r.sha.toString('hex'))])
+    await pool.query(`INSERT INTO api_keys (id, org_id, created_by, name, prefix, secret_sha256, role, expires_at, lookup_tag)
+      SELECT id, o, c, 'bench key', p, decode(h, 'hex'), 'member', now() + interval '30 days', g
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[]) AS t(id, o, c, p, h, g)`,
+    [part.map(r => r.id), part.map(r => r.orgId), part.map(r => r.createdBy), part.map(r => r.prefix), part.map(r => r.sha.toString('hex')), part.map(r => r.tag)])
   }
 }
 
@@ -138,6 +143,8 @@ export async function insertApiKeys (pool, rows) {
  * `count` filler PATs with random prefixes ('hg_pat_' + 3 random hex), all
  * with one precomputed bcrypt hash of a throwaway secret (so a compare costs
  * what a real one does), created 1 to 365 days ago, owned by one filler user.
+ * Without a lookup tag, as rows imported from an existing table: tagRemaining
+ * gives them one (as their first use would) afterwards.
  */
 export async function insertFillers (pool, count, hash) {
   const orgId = randomUUID()
@@ -155,6 +162,19 @@ export async function insertFillers (pool, count, hash) {
 }
 
 /**
+ * Gives every row still without a lookup tag a random one (what the first
+ * verification of each would write; the unused untagged probes too, so that
+ * no untagged row is left to walk); returns the seconds it took.
+ */
+export async function tagRemaining (pool) {
+  const t0 = Date.now()
+  await pool.query(`UPDATE personal_access_tokens SET lookup_tag = ('x' || substr(md5(id::text), 1, 16))::bit(64)::bigint
+    WHERE lookup_tag IS NULL`)
+  await pool.query('ANALYZE personal_access_tokens')
+  return (Date.now() - t0) / 1000
+}
+
+/**
  * Prefix-list shape: prefixes in use, mean and max candidates per prefix,
  * and the expected number of compares for a cold request with a uniformly
  * chosen valid token (it sits at a uniform position of its list: (k+1)/2).
@@ -168,13 +188,16 @@ export async function prefixStats (pool) {
   return { prefixes: row.prefixes, tokens: Number(row.tokens), mean: row.mean, max: row.max, expectedCompares: row.expected_compares }
 }
 
-/** Position (1-based, newest first: the order bcrypt walks the list) of each given token in its prefix list. */
+/**
+ * Position (1-based, newest first: the order bcrypt walks the list) of each
+ * given token in its prefix's list of untagged rows (the only ones walked).
+ */
 export async function listPositions (pool, ids) {
   const r = await pool.query(`
     SELECT id, pos::int, k::int FROM (
       SELECT id, row_number() OVER (PARTITION BY prefix ORDER BY created_at DESC) AS pos,
              count(*) OVER (PARTITION BY prefix) AS k
-      FROM personal_access_tokens) s
+      FROM personal_access_tokens WHERE lookup_tag IS NULL) s
     WHERE id = ANY($1::uuid[])`, [ids])
   return new Map(r.rows.map(x => [x.id, { pos: x.pos, k: x.k }]))
 }

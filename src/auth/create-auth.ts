@@ -1,8 +1,9 @@
 import type { Config } from '../config/schema.js'
 import type { Db } from '../store/postgres.js'
 import type { PrefixCache } from '../store/prefix-cache.js'
+import type { RedisClient, RedisHealth } from '../store/redis.js'
 import type { Logger } from '../logger.js'
-import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from '../store/queries.js'
+import { apiKeyStates, patPrefixEntry, patStates, patTagCandidates, tagPat, touchApiKeys, touchPats } from '../store/queries.js'
 import { createBatcher } from '../store/batcher.js'
 import { createApiKeyAuthenticator } from './authenticators/api-key.js'
 import { createPatAuthenticator } from './authenticators/pat.js'
@@ -12,7 +13,7 @@ import { createMemo, type Memo } from './memo.js'
 import { createPipeline, type Pipeline, type PipelineDeps } from './pipeline.js'
 import { createPolicy } from './policy.js'
 import { createRoleTable, type RoleTable } from './principal.js'
-import { createFailureLimiter } from './rate-limit.js'
+import { createFailureLimiter, createRedisFailureLimiter, type FailureLimiter } from './rate-limit.js'
 
 export interface Auth {
   pipeline: Pipeline
@@ -23,12 +24,15 @@ export interface Auth {
   bcrypt: BcryptPool
   roles: RoleTable
   lastUsed: LastUsedRecorder
+  limiter: FailureLimiter
 }
 
 export interface AuthDeps {
   log: Logger
   db: Db
   cache: PrefixCache
+  /** The shared Redis when configured: the failed-auth counters live there (docs/DESIGN.md §8). */
+  redis?: { client: RedisClient, health: RedisHealth, keyPrefix: string } | null
   /** Paths the sidecar answers itself (self-service): authenticated, never forwarded. */
   localPrefixes: readonly string[]
   /** Metrics hooks (ops/metrics.ts fits this shape). */
@@ -70,7 +74,10 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     bcrypt,
     cache,
     roles,
-    loadCandidates: prefix => patCandidates(db, prefix),
+    loadPrefix: prefix => patPrefixEntry(db, prefix),
+    tagged: createBatcher(tags => patTagCandidates(db, tags), inFlight),
+    tagRow: (id, tag) => tagPat(db, id, tag),
+    onTagError: err => deps.log.warn({ err }, 'writing a lookup tag failed; the token stays untagged'),
     states: createBatcher(ids => patStates(db, ids), inFlight),
     onMemo: observe?.memo,
     onShared: observe?.verifyShared,
@@ -80,9 +87,14 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     roles,
     states: createBatcher(hashes => apiKeyStates(db, hashes.map(h => Buffer.from(h, 'hex'))), inFlight)
   })
+  // docs/DESIGN.md §2.2: in Redis when configured, so the limit holds across replicas.
+  const limiter = deps.redis === undefined || deps.redis === null
+    ? createFailureLimiter({ ...config.auth.rateLimit, now: deps.now })
+    : createRedisFailureLimiter({ ...config.auth.rateLimit, ...deps.redis, now: deps.now })
   const pipeline = createPipeline({
     policy: createPolicy(config, deps.localPrefixes),
-    limiter: createFailureLimiter(config.auth.rateLimit),
+    limiter,
+    memo: { key: memo.key, verified: key => memo.enabled && memo.get(key) !== undefined },
     apiKeys: config.auth.apiKeys,
     authenticatePat,
     authenticateApiKey
@@ -97,5 +109,5 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
     },
     onError: err => deps.log.warn({ err }, 'last_used_at write failed')
   })
-  return { pipeline, authenticatePat, authenticateApiKey, memo, bcrypt, roles, lastUsed }
+  return { pipeline, authenticatePat, authenticateApiKey, memo, bcrypt, roles, lastUsed, limiter }
 }

@@ -1,4 +1,5 @@
 import { hash, randomBytes } from 'node:crypto'
+import { TtlMap } from '../lib/ttl-map.js'
 
 export interface MemoEntry {
   id: string
@@ -37,54 +38,6 @@ export interface MemoOptions {
   jitter?: number
   /** Share of an entry's lifetime, at its end, in which a hit schedules a re-verification (default 0.2). */
   refreshAhead?: number
-}
-
-interface Timed<T> { value: T, expires: number, used: number }
-
-/** Recency granularity: a hit moves its entry at most once per this many ms (a Map delete + set saved per hot hit). */
-const TOUCH_MS = 1000
-
-class TtlMap<T> {
-  private readonly map = new Map<string, Timed<T>>()
-  constructor (private readonly max: number, private readonly now: () => number) {}
-
-  get (k: string): T | undefined {
-    const e = this.map.get(k)
-    if (e === undefined) return undefined
-    const now = this.now()
-    if (e.expires <= now) {
-      this.map.delete(k)
-      return undefined
-    }
-    // A hit moves the entry to the young end (keeping its expiry): eviction is least
-    // recently used, to within TOUCH_MS.
-    if (now - e.used >= TOUCH_MS) {
-      e.used = now
-      this.map.delete(k)
-      this.map.set(k, e)
-    }
-    return e.value
-  }
-
-  set (k: string, value: T, ttlMs: number, now = this.now()): void {
-    if (ttlMs <= 0) return
-    this.map.delete(k)
-    // Map order is use order: evict the least recently used when full.
-    while (this.map.size >= this.max) {
-      const oldest = this.map.keys().next()
-      if (oldest.done === true) break
-      this.map.delete(oldest.value)
-    }
-    this.map.set(k, { value, expires: now + ttlMs, used: now })
-  }
-
-  delete (k: string): void {
-    this.map.delete(k)
-  }
-
-  get size (): number {
-    return this.map.size
-  }
 }
 
 /**
@@ -132,8 +85,9 @@ export function createMemo (opts: MemoOptions): Memo {
   const ttlMs = opts.ttlSeconds * 1000
   const negativeTtlMs = opts.negativeTtlSeconds * 1000
   const hmac = hmacSha256(memoKey())
-  const positive = new TtlMap<MemoHit>(opts.maxEntries, now)
-  const negative = new TtlMap<true>(opts.negativeMaxEntries, now)
+  // Least recently used evicted, recency to 1 s (a hit moves its entry at most once a second).
+  const positive = new TtlMap<string, MemoHit>({ maxEntries: opts.maxEntries, now })
+  const negative = new TtlMap<string, true>({ maxEntries: opts.negativeMaxEntries, now })
   return {
     key: hmac,
     get: k => positive.get(k),

@@ -10,7 +10,7 @@ import { Reason, REASON_ERROR, type AuthResult, type CredentialRef } from './out
 import { checkPath } from './path-guard.js'
 import type { Policy, PolicyDecision } from './policy.js'
 import type { Principal } from './principal.js'
-import type { FailureLimiter } from './rate-limit.js'
+import type { FailureLimiter, Gate } from './rate-limit.js'
 
 /** The little a pipeline needs of a request: testable without a server. Never modified. */
 export interface PipelineRequest {
@@ -51,12 +51,20 @@ export interface Refusal {
 
 export type PipelineResult = Pass | Refusal
 
+/** How a PAT is checked: `key` the memo key when the caller computed it; `walk` false forbids walking untagged rows with bcrypt (the prefix is rate-limited). */
+export interface PatCheck {
+  key?: string
+  walk?: boolean
+}
+
 export interface PipelineDeps {
   policy: Policy
   limiter: FailureLimiter
-  authenticatePat: (cred: ParsedCredential, requester?: Requester) => Promise<AuthResult>
+  authenticatePat: (cred: ParsedCredential, requester?: Requester, check?: PatCheck) => Promise<AuthResult>
   authenticateApiKey: (cred: ParsedCredential) => Promise<AuthResult>
   apiKeys: 'validate' | 'passthrough' | 'reject'
+  /** The memo: a PAT this process has already verified (a memo hit) is never limited (docs/DESIGN.md §2.2). */
+  memo?: { key: (credential: string) => string, verified: (key: string) => boolean }
 }
 
 export interface Pipeline {
@@ -83,45 +91,82 @@ function unavailable (cred: ParsedCredential, err: unknown): Refusal {
   return { ...refusal(Reason.unavailable, def, cred.kind, cred.prefix), cause: err }
 }
 
+function rateLimited (seconds: number, kind: CredentialKind | null, prefix: string | null): Refusal {
+  return { ...refusal(Reason.rateLimited, HG_ERR_AUTH_RATE_LIMITED, kind, prefix), retryAfter: seconds }
+}
+
 /**
  * Stage 2 (docs/DESIGN.md §2 steps 3-5): the client's failure budget, the one
- * credential, its secret and its fresh state. A 401 counts against the client.
+ * credential, its secret and its fresh state. The limiter counts an attempt
+ * when it starts, per client address and per prefix, and takes it back when
+ * the credential proves good (docs/DESIGN.md §2.2); a 503 from a full bcrypt
+ * queue stays counted for the client that caused it. A PAT this process has
+ * already verified (a memo hit) is never limited: an attacker sharing a valid
+ * user's address cannot lock that user out.
  */
 export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authenticated | Promise<Authenticated> {
   const { limiter } = deps
   const ip = req.ip
-  const refuse = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null, credential?: CredentialRef): Refusal => {
-    if (error.status === 401) limiter.fail(ip)
-    const r = refusal(reason, error, kind, prefix)
-    if (credential !== undefined) r.credential = credential
-    return r
+  /** Refused before any lookup (nothing to verify): counted, or 429 when the address is already blocked. */
+  const early = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null): Refusal => {
+    const wait = limiter.blocked(ip)
+    if (wait > 0) return rateLimited(wait, null, null)
+    limiter.fail(ip)
+    return refusal(reason, error, kind, prefix)
   }
 
-  const wait = limiter.blocked(ip)
-  if (wait > 0) return { ...refusal(Reason.rateLimited, HG_ERR_AUTH_RATE_LIMITED, null, null), retryAfter: wait }
-
   const found = extractCredential(req.headers, req.rawHeaders)
-  if (!found.found) return refuse(found.reason, REASON_ERROR[found.reason], null, null)
+  if (!found.found) return early(found.reason, REASON_ERROR[found.reason], null, null)
   const cred = parseCredential(found.value)
-  if (cred === null) return refuse(Reason.malformed, REASON_ERROR.malformed, null, null)
+  if (cred === null) return early(Reason.malformed, REASON_ERROR.malformed, null, null)
   const source = found.source
 
   if (cred.kind === 'api_key') {
-    if (deps.apiKeys === 'reject') return refuse(Reason.rejected, REASON_ERROR.rejected, cred.kind, cred.prefix)
-    if (deps.apiKeys === 'passthrough') return { ok: true, principal: null, source, kind: cred.kind, prefix: cred.prefix, passthrough: true }
+    if (deps.apiKeys === 'reject') return early(Reason.rejected, REASON_ERROR.rejected, cred.kind, cred.prefix)
+    if (deps.apiKeys === 'passthrough') {
+      const wait = limiter.blocked(ip)
+      if (wait > 0) return rateLimited(wait, null, null)
+      return { ok: true, principal: null, source, kind: cred.kind, prefix: cred.prefix, passthrough: true }
+    }
   }
-  let pending: Promise<AuthResult>
-  try {
-    pending = cred.kind === 'pat' ? deps.authenticatePat(cred, req.connection) : deps.authenticateApiKey(cred)
-  } catch (err) {
-    return unavailable(cred, err)
-  }
-  return pending.then(
-    (result): Authenticated => result.ok
-      ? { ok: true, principal: result.principal, source, kind: cred.kind, prefix: cred.prefix, passthrough: false }
-      : refuse(result.reason, result.error, cred.kind, cred.prefix, result.credential),
-    (err: unknown) => unavailable(cred, err)
+
+  const settle = (pending: Promise<AuthResult>, counted: boolean, prefixWait: number): Promise<Authenticated> => pending.then(
+    (result): Authenticated => {
+      if (result.ok) {
+        if (counted) limiter.refund(ip, cred.prefix)
+        return { ok: true, principal: result.principal, source, kind: cred.kind, prefix: cred.prefix, passthrough: false }
+      }
+      if (result.reason === Reason.rateLimited) return rateLimited(prefixWait, cred.kind, cred.prefix)
+      const r = refusal(result.reason, result.error, cred.kind, cred.prefix)
+      if (result.credential !== undefined) r.credential = result.credential
+      return r
+    },
+    (err: unknown) => {
+      const r = unavailable(cred, err)
+      // A saturated pool counts for the client that filled it; a client gone, too. A failing store is nobody's fault.
+      if (counted && r.reason === Reason.unavailable && r.error !== HG_ERR_AUTH_BUSY) limiter.refund(ip, cred.prefix)
+      return r
+    }
   )
+  const start = (counted: boolean, check: PatCheck, prefixWait: number): Authenticated | Promise<Authenticated> => {
+    try {
+      return settle(cred.kind === 'pat' ? deps.authenticatePat(cred, req.connection, check) : deps.authenticateApiKey(cred), counted, prefixWait)
+    } catch (err) {
+      if (counted) limiter.refund(ip, cred.prefix)
+      return unavailable(cred, err)
+    }
+  }
+
+  let key: string | undefined
+  if (cred.kind === 'pat' && deps.memo !== undefined) {
+    key = deps.memo.key(cred.value)
+    if (deps.memo.verified(key)) return start(false, { key }, 0)
+  }
+  if (!limiter.enabled) return start(false, { key }, 0)
+  const gated = (gate: Gate): Authenticated | Promise<Authenticated> =>
+    gate.client > 0 ? rateLimited(gate.client, cred.kind, cred.prefix) : start(true, { key, walk: gate.prefix === 0 }, gate.prefix)
+  const gate = limiter.begin(ip, cred.prefix)
+  return gate instanceof Promise ? gate.then(gated) : gated(gate)
 }
 
 /** Stage 3 (docs/DESIGN.md §2 steps 6-7): the route's permission against the principal's effective ones. */

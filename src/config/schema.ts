@@ -114,6 +114,7 @@ export const ConfigSchema = Type.Object({
     negativeMemoMaxEntries: PositiveInt,
     prefixCacheTtlSeconds: PositiveInt,
     prefixCacheMaxEntries: PositiveInt,
+    negativeCacheTtlSeconds: PositiveInt,
     stripCredentialHeader: Type.Boolean(),
     apiKeys: Type.Union([Type.Literal('validate'), Type.Literal('passthrough'), Type.Literal('reject')]),
     rateLimit: Type.Object({

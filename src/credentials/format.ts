@@ -1,3 +1,5 @@
+import { hash } from 'node:crypto'
+
 export const CredentialKind = { pat: 'pat', apiKey: 'api_key' } as const
 export type CredentialKind = typeof CredentialKind[keyof typeof CredentialKind]
 
@@ -30,4 +32,16 @@ export function parseCredential (value: string): ParsedCredential | null {
   else return null
   if (!isLowerHex(value, CREDENTIAL_LENGTH - HEX_LENGTH)) return null
   return { kind, value, prefix: value.slice(0, PREFIX_LENGTH) }
+}
+
+/**
+ * The lookup tag (docs/DESIGN.md §2 step 4): the first 64 bits of SHA-256 of the
+ * whole credential, as the decimal text of a signed bigint (the column's type).
+ * Not secret: 64 bits of a digest of a 192-bit random secret leave 128 bits
+ * unknown (docs/DESIGN.md §2.2). Selects a PAT's row among the millions that
+ * share its display prefix, so a valid PAT costs one bcrypt compare and a wrong
+ * one none.
+ */
+export function lookupTag (credential: string): string {
+  return hash('sha256', credential, 'buffer').readBigInt64BE(0).toString()
 }

@@ -210,6 +210,7 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
   const roles = deps.roles ?? createRoleTable(config.roles)
   const creators = roles.order.filter(r => roles.permissionsOf(r).has(KEY_CREATOR_PERMISSION))
 
+  /** The prefix's cached entry (it may say "unknown prefix" or list untagged rows). */
   async function invalidate (prefix: string): Promise<void> {
     await deps.cache?.invalidate(prefix)
   }
@@ -235,9 +236,9 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
         const beyond = permissions.filter(p => !granted.has(p))
         if (beyond.length > 0) throw invalid(`permission(s) beyond the user's current role ${m.role}: ${beyond.join(', ')}`)
       }
-      const { token, prefix } = generateCredential('pat')
+      const { token, prefix, tag } = generateCredential('pat')
       const secretHash = await hashPat(token, config.auth.bcryptCost)
-      const rec = await q.insertPat(db, { userId, orgId, name, prefix, secretHash, permissions, expiresAt })
+      const rec = await q.insertPat(db, { userId, orgId, name, prefix, secretHash, lookupTag: tag, permissions, expiresAt })
       await invalidate(prefix)
       await audit(EventKind.created, { type: 'pat', id: rec.id, prefix, orgId, userId }, actor, rec.createdAt, { name: safeText(name), expiresAt: iso(rec.expiresAt), permissions })
       return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, warnings }
@@ -275,8 +276,8 @@ export function createCredentialService (deps: CredentialServiceDeps): Credentia
       if (m.role === null) throw invalid('the creator is not a member of that org')
       if (!roles.permissionsOf(m.role).has(KEY_CREATOR_PERMISSION)) throw invalid(`only ${article(creators.join(' or '))} of the org can create API keys (roles with ${KEY_CREATOR_PERMISSION}); the creator is ${m.role}`)
       if (roles.rank(input.role) > roles.rank(m.role)) throw invalid(`${article(m.role)} cannot create a key with the higher role ${input.role}`)
-      const { token, prefix } = generateCredential('api_key')
-      const rec = await q.insertApiKey(db, { orgId, createdBy, name, prefix, sha256: sha256(token), role: input.role, permissions, expiresAt })
+      const { token, prefix, tag } = generateCredential('api_key')
+      const rec = await q.insertApiKey(db, { orgId, createdBy, name, prefix, sha256: sha256(token), lookupTag: tag, role: input.role, permissions, expiresAt })
       await audit(EventKind.created, { type: 'api_key', id: rec.id, prefix, orgId, userId: null }, actor, rec.createdAt, { name: safeText(name), expiresAt: iso(rec.expiresAt), permissions, role: rec.role, createdBy })
       return { id: rec.id, token, prefix, name, expiresAt: iso(rec.expiresAt), permissions: rec.permissions, role: rec.role, warnings }
     },

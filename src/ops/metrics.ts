@@ -53,12 +53,12 @@ const INITIAL_DECISIONS: ReadonlyArray<readonly [string, 'allow' | 'deny', strin
   ['none', 'allow', 'public'],
   ...['missing', 'malformed', 'rate_limited', 'bad_request'].map(r => ['none', 'deny', r] as const),
   ['pat', 'allow', 'ok'],
-  ...['unknown', 'bad_secret', 'revoked', 'expired', 'suspended', 'not_member', 'forbidden', 'unavailable'].map(r => ['pat', 'deny', r] as const),
+  ...['unknown', 'bad_secret', 'revoked', 'expired', 'suspended', 'not_member', 'forbidden', 'rate_limited', 'unavailable'].map(r => ['pat', 'deny', r] as const),
   ['api_key', 'allow', 'ok'],
-  ...['unknown', 'revoked', 'expired', 'forbidden', 'unavailable'].map(r => ['api_key', 'deny', r] as const)
+  ...['unknown', 'revoked', 'expired', 'forbidden', 'rate_limited', 'unavailable'].map(r => ['api_key', 'deny', r] as const)
 ]
 /** The statements of the request path (without the hg_ every statement name starts with). */
-const INITIAL_QUERIES = ['pat_candidates', 'pat_states', 'api_key_states']
+const INITIAL_QUERIES = ['pat_prefix', 'pat_tagged', 'pat_states', 'api_key_states']
 
 /** Default metrics promtool refuses: gauges named `_total` (their per-type gauges without `_total` stay). */
 const DROPPED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']

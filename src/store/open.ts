@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js'
 import { createDb, type Db } from './postgres.js'
 import { createMemoryPrefixCache, createRedisPrefixCache, type PrefixCache } from './prefix-cache.js'
-import { closeRedisClient, createRedisClient, createRedisHealth, redisTopology } from './redis.js'
+import { closeRedisClient, createRedisClient, createRedisHealth, redisTopology, type RedisClient, type RedisHealth } from './redis.js'
 
 export class DatabaseConfigError extends Error {}
 
@@ -40,6 +40,8 @@ export interface Store {
   db: Db
   /** The sidecar's cache: Redis when configured, in-process otherwise. */
   cache: PrefixCache
+  /** The Redis client when configured (the failed-auth counters), with its health and key namespace. */
+  redis: { client: RedisClient, health: RedisHealth, keyPrefix: string } | null
   close(): Promise<void>
 }
 
@@ -70,11 +72,12 @@ export function openStore (config: Config, opts: OpenStoreOptions = {}): Store {
     ? null
     : createRedisClient(cli ? { ...config.redis, commandTimeoutMs: 1000 } : config.redis, err => redisHealth.connectionError(err))
   const cache = redis === null
-    ? createMemoryPrefixCache({ ttlSeconds: config.auth.prefixCacheTtlSeconds, maxEntries: config.auth.prefixCacheMaxEntries })
-    : createRedisPrefixCache({ client: redis, health: redisHealth, keyPrefix: config.redis.keyPrefix, ttlSeconds: config.auth.prefixCacheTtlSeconds })
+    ? createMemoryPrefixCache({ ttlSeconds: config.auth.prefixCacheTtlSeconds, maxEntries: config.auth.prefixCacheMaxEntries, negativeTtlSeconds: config.auth.negativeCacheTtlSeconds })
+    : createRedisPrefixCache({ client: redis, health: redisHealth, keyPrefix: config.redis.keyPrefix, ttlSeconds: config.auth.prefixCacheTtlSeconds, negativeTtlSeconds: config.auth.negativeCacheTtlSeconds })
   return {
     db,
     cache,
+    redis: redis === null ? null : { client: redis, health: redisHealth, keyPrefix: config.redis.keyPrefix },
     async close () {
       await Promise.allSettled([db.close(), cache.close(), redis === null ? undefined : closeRedisClient(redis)])
     }

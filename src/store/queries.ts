@@ -1,5 +1,5 @@
 import type { Db } from './postgres.js'
-import type { Candidate } from './prefix-cache.js'
+import type { Candidate, PrefixEntry } from './prefix-cache.js'
 
 /**
  * Every SQL statement of the service. Names are prepared-statement names:
@@ -13,14 +13,47 @@ import type { Candidate } from './prefix-cache.js'
  */
 const CANDIDATE_GRACE = "interval '7 days'"
 
-export async function patCandidates (db: Db, prefix: string): Promise<Candidate[]> {
-  const rows = await db.query<{ id: string, secret_hash: string }>('hg_pat_candidates', `
-    SELECT id, secret_hash FROM personal_access_tokens
-    WHERE prefix = $1
-      AND (revoked_at IS NULL OR revoked_at > now() - ${CANDIDATE_GRACE})
-      AND (expires_at IS NULL OR expires_at > now() - ${CANDIDATE_GRACE})
-    ORDER BY last_used_at DESC NULLS LAST, created_at DESC`, [prefix])
-  return rows.map(r => ({ id: r.id, hash: r.secret_hash }))
+const LIVE_OR_RECENT = `(revoked_at IS NULL OR revoked_at > now() - ${CANDIDATE_GRACE})
+      AND (expires_at IS NULL OR expires_at > now() - ${CANDIDATE_GRACE})`
+
+/**
+ * One display prefix (docs/DESIGN.md §2 step 4): its untagged rows (partial index on
+ * the prefix of the untagged rows) and whether any tagged row exists (prefix index).
+ * An unknown prefix is `{ tagged: false, untagged: [] }`.
+ */
+export async function patPrefixEntry (db: Db, prefix: string): Promise<PrefixEntry> {
+  const rows = await db.queryArrays<[tagged: boolean, id: string | null, hash: string | null]>('hg_pat_prefix', `
+    SELECT e.tagged, c.id, c.secret_hash
+    FROM (SELECT EXISTS (SELECT 1 FROM personal_access_tokens WHERE prefix = $1 AND lookup_tag IS NOT NULL) AS tagged) e
+    LEFT JOIN LATERAL (
+      SELECT id, secret_hash, last_used_at, created_at FROM personal_access_tokens
+      WHERE prefix = $1 AND lookup_tag IS NULL
+        AND ${LIVE_OR_RECENT}
+    ) c ON true
+    ORDER BY c.last_used_at DESC NULLS LAST, c.created_at DESC`, [prefix])
+  const untagged: Candidate[] = []
+  for (const [, id, hash] of rows) if (id !== null && hash !== null) untagged.push({ id, hash })
+  return { tagged: rows[0]?.[0] ?? false, untagged }
+}
+
+/** Tagged candidates of several lookup tags in one indexed query (batched like the fresh state). */
+export async function patTagCandidates (db: Db, tags: readonly string[]): Promise<Map<string, Candidate[]>> {
+  const rows = await db.queryArrays<[tag: string, id: string, hash: string]>('hg_pat_tagged', `
+    SELECT lookup_tag::text, id, secret_hash FROM personal_access_tokens
+    WHERE lookup_tag = ANY($1::bigint[])
+      AND ${LIVE_OR_RECENT}`, [tags])
+  const out = new Map<string, Candidate[]>()
+  for (const [tag, id, hash] of rows) {
+    const list = out.get(tag)
+    if (list === undefined) out.set(tag, [{ id, hash }])
+    else list.push({ id, hash })
+  }
+  return out
+}
+
+/** Writes the tag of an untagged row after its first successful verification (once: a tagged row is left alone). */
+export async function tagPat (db: Db, id: string, tag: string): Promise<void> {
+  await db.query('hg_pat_tag', 'UPDATE personal_access_tokens SET lookup_tag = $2 WHERE id = $1 AND lookup_tag IS NULL', [id, tag])
 }
 
 export interface PatState {
@@ -124,6 +157,8 @@ export interface NewPat {
   name: string
   prefix: string
   secretHash: string
+  /** lookupTag() of the token; absent or null: a row like an imported one, walked by prefix until first used. */
+  lookupTag?: string | null
   permissions: string[] | null
   expiresAt: Date | null
 }
@@ -173,10 +208,10 @@ function toPat (r: PatRow): PatRecord {
 
 export async function insertPat (db: Db, pat: NewPat): Promise<PatRecord> {
   const rows = await db.query<PatRow>('hg_pat_insert', `
-    INSERT INTO personal_access_tokens (user_id, org_id, name, prefix, secret_hash, permissions, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO personal_access_tokens (user_id, org_id, name, prefix, secret_hash, permissions, expires_at, lookup_tag)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     RETURNING ${PAT_COLUMNS}`,
-  [pat.userId, pat.orgId, pat.name, pat.prefix, pat.secretHash, pat.permissions, pat.expiresAt])
+  [pat.userId, pat.orgId, pat.name, pat.prefix, pat.secretHash, pat.permissions, pat.expiresAt, pat.lookupTag ?? null])
   const row = rows[0]
   if (row === undefined) throw new Error('insert returned no row')
   return toPat(row)
@@ -225,6 +260,7 @@ export interface NewApiKey {
   name: string
   prefix: string
   sha256: Buffer
+  lookupTag: string
   role: string
   permissions: string[] | null
   expiresAt: Date | null
@@ -278,10 +314,10 @@ function toKey (r: KeyRow): ApiKeyRecord {
 
 export async function insertApiKey (db: Db, k: NewApiKey): Promise<ApiKeyRecord> {
   const rows = await db.query<KeyRow>('hg_api_key_insert', `
-    INSERT INTO api_keys (org_id, created_by, name, prefix, secret_sha256, role, permissions, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    INSERT INTO api_keys (org_id, created_by, name, prefix, secret_sha256, role, permissions, expires_at, lookup_tag)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
     RETURNING ${KEY_COLUMNS}`,
-  [k.orgId, k.createdBy, k.name, k.prefix, k.sha256, k.role, k.permissions, k.expiresAt])
+  [k.orgId, k.createdBy, k.name, k.prefix, k.sha256, k.role, k.permissions, k.expiresAt, k.lookupTag])
   const row = rows[0]
   if (row === undefined) throw new Error('insert returned no row')
   return toKey(row)

@@ -86,6 +86,8 @@ export interface RequestOptions {
   /** Header values given as arrays are sent as repeated header lines. */
   headers?: OutgoingHttpHeaders
   body?: Buffer | string | AsyncIterable<Buffer>
+  /** The client's source address (any 127.x.y.z on Linux): one client of several. */
+  localAddress?: string
 }
 
 /** A raw HTTP/1.1 request: the path goes on the wire byte for byte, headers may repeat. */
@@ -97,6 +99,7 @@ export function request (port: number, path: string, opts: RequestOptions = {}):
       path,
       method: opts.method ?? 'GET',
       headers: opts.headers,
+      localAddress: opts.localAddress,
       agent: false
     }, res => {
       const chunks: Buffer[] = []

@@ -27,7 +27,8 @@ function countResults (env: Stack): Record<string, number> {
 
 t.test('core authentication through a 3-master Redis Cluster', { skip }, async t => {
   const cluster = await startRedisCluster(t)
-  const env = await startStack(t, { redisUrl: null, config: { redis: { clusterNodes: cluster.addresses }, auth: { memoTtlSeconds: 0 } } })
+  // The failed-auth limiter on too: its counters live in the cluster (one-key scripts).
+  const env = await startStack(t, { redisUrl: null, config: { redis: { clusterNodes: cluster.addresses }, auth: { memoTtlSeconds: 0, rateLimit: { maxFailures: 1000, windowSeconds: 60 } } } })
   await until('cluster ready', () => env.sidecar.cache.status() === 'ok')
   const counts = countResults(env)
   const pats = await Promise.all(Array.from({ length: 9 }, async () => await env.mintPat()))
@@ -45,15 +46,19 @@ t.test('core authentication through a 3-master Redis Cluster', { skip }, async t
   t.ok(counts.hit !== undefined && counts.hit >= pats.length, `cache hits (${JSON.stringify(counts)})`)
   t.equal(counts.error, 0, 'no failed cache command')
 
-  const perNode = await Promise.all(cluster.nodes.map(async n => {
+  const keysPerNode = await Promise.all(cluster.nodes.map(async n => {
     const r = new Redis({ host: '127.0.0.1', port: n.port })
     try {
-      return (await r.keys(`${env.redisKeyPrefix}*`)).length
+      return await r.keys(`${env.redisKeyPrefix}*`)
     } finally {
       r.disconnect()
     }
   }))
+  const perNode = keysPerNode.map(k => k.length)
   t.ok(perNode.filter(k => k > 0).length >= 2, `keys on several masters (${perNode.join(', ')})`)
+  const all = keysPerNode.flat()
+  t.ok(all.includes(`${env.redisKeyPrefix}limit:ip:127.0.0.1`), 'the per-address failure counter lives in the cluster')
+  t.ok(all.some(k => k.startsWith(`${env.redisKeyPrefix}limit:prefix:hg_pat_`)), 'so do the per-prefix ones')
   const ready = await request(env.opsPort, '/readyz')
   t.same(ready.json(), { status: 'ok', postgres: 'ok', redis: 'ok' })
   t.same(env.logs.records().filter(r => r.msg === 'redis failing; PostgreSQL serves the lookups' && Number(r.failures) > 0), [], 'no warning about failed commands')

@@ -3,7 +3,7 @@ import pg from 'pg'
 import t from 'tap'
 import { migrate } from '../../src/store/migrate.js'
 import { createDb, RECOMMENDED_PLANNER_SETTINGS, type Db } from '../../src/store/postgres.js'
-import { apiKeyStates, patCandidates, patStates, touchApiKeys, touchPats } from '../../src/store/queries.js'
+import { apiKeyStates, patPrefixEntry, patStates, patTagCandidates, tagPat, touchApiKeys, touchPats } from '../../src/store/queries.js'
 import { ADMIN_DATABASE_URL, createTestDatabase } from '../helpers/services.js'
 
 interface PlanNode {
@@ -70,8 +70,9 @@ t.test('the request-path statements look rows up by index on a small deployment'
     INSERT INTO org_memberships (org_id, user_id, role)
       SELECT o.id, u.id, 'member' FROM (SELECT id, row_number() OVER (ORDER BY email) AS n FROM users) u
       JOIN (SELECT id, row_number() OVER (ORDER BY slug) AS n FROM orgs) o ON o.n = u.n % 20 + 1;
-    INSERT INTO personal_access_tokens (user_id, org_id, name, prefix, secret_hash)
-      SELECT m.user_id, m.org_id, 'pat' || g, 'hg_pat_' || substr(md5(g::text), 1, 3), 'not-a-hash'
+    INSERT INTO personal_access_tokens (user_id, org_id, name, prefix, secret_hash, lookup_tag)
+      SELECT m.user_id, m.org_id, 'pat' || g, 'hg_pat_' || substr(md5(g::text), 1, 3), 'not-a-hash',
+             CASE WHEN g % 4 <> 0 THEN ('x' || substr(md5(g::text), 4, 16))::bit(64)::bigint END
       FROM generate_series(1, 1000) g JOIN (SELECT *, row_number() OVER () AS n FROM org_memberships) m ON m.n = g % 250 + 1;
     INSERT INTO api_keys (org_id, name, prefix, secret_sha256, role)
       SELECT id, 'key' || g, 'hg_key_' || substr(md5(g::text), 1, 3), sha256(g::text::bytea), 'viewer'
@@ -94,10 +95,14 @@ t.test('the request-path statements look rows up by index on a small deployment'
   await patStates(ex, ids)
   await patStates(ex, ids.slice(0, 1))
   await apiKeyStates(ex, hashes)
-  await patCandidates(ex, 'hg_pat_abc')
+  const tags = (await db.pool.query<{ tag: string }>('SELECT lookup_tag::text AS tag FROM personal_access_tokens WHERE lookup_tag IS NOT NULL LIMIT 12')).rows.map(r => r.tag)
+  await patPrefixEntry(ex, 'hg_pat_abc')
+  await patTagCandidates(ex, tags)
+  await patTagCandidates(ex, tags.slice(0, 1))
+  await tagPat(ex, ids[0] ?? '', '42')
   await touchPats(ex, ids, new Date())
   await touchApiKeys(ex, keyIds, new Date())
-  t.same(new Set([...plans.keys()].map(k => k.split(' ')[0])), new Set(['hg_api_key_states', 'hg_api_key_touch', 'hg_pat_candidates', 'hg_pat_states', 'hg_pat_touch']))
+  t.same(new Set([...plans.keys()].map(k => k.split(' ')[0])), new Set(['hg_api_key_states', 'hg_api_key_touch', 'hg_pat_prefix', 'hg_pat_states', 'hg_pat_tag', 'hg_pat_tagged', 'hg_pat_touch']))
   for (const [name, nodes] of plans) {
     t.ok(nodes.length > 0, `${name}: reads a table`)
     t.same(nodes.filter(n => n.startsWith('Seq Scan')), [], `${name}: no sequential scan (${nodes.join(', ')})`)

@@ -97,5 +97,21 @@ CREATE INDEX credential_events_user_idx ON credential_events (user_id, at DESC, 
 CREATE INDEX credential_events_kind_idx ON credential_events (kind, at DESC, id DESC);
 CREATE UNIQUE INDEX credential_events_once_idx ON credential_events (credential_id, kind) WHERE kind IN ('created', 'revoked');
 `
+  },
+  {
+    version: 3,
+    name: 'lookup tags',
+    // docs/DESIGN.md §2 step 4: a nullable column (no table rewrite; rows minted
+    // before keep NULL and are tagged on their first successful verification),
+    // an index on the tags, and one on the prefixes of the rows still untagged
+    // (it shrinks as they are tagged). API keys get the tag too (every minted
+    // credential has one) though they are looked up by their SHA-256.
+    sql: `
+ALTER TABLE personal_access_tokens ADD COLUMN IF NOT EXISTS lookup_tag bigint NULL;
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS lookup_tag bigint NULL;
+CREATE INDEX IF NOT EXISTS personal_access_tokens_lookup_tag_idx ON personal_access_tokens (lookup_tag) WHERE lookup_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS personal_access_tokens_untagged_idx ON personal_access_tokens (prefix) WHERE lookup_tag IS NULL;
+CREATE INDEX IF NOT EXISTS api_keys_lookup_tag_idx ON api_keys (lookup_tag) WHERE lookup_tag IS NOT NULL;
+`
   }
 ]
