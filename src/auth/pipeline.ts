@@ -137,6 +137,7 @@ export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authent
         return { ok: true, principal: result.principal, source, kind: cred.kind, prefix: cred.prefix, passthrough: false }
       }
       if (result.reason === Reason.rateLimited) return rateLimited(prefixWait, cred.kind, cred.prefix)
+      if (cred.kind === 'api_key') limiter.fail(ip)
       const r = refusal(result.reason, result.error, cred.kind, cred.prefix)
       if (result.credential !== undefined) r.credential = result.credential
       return r
@@ -157,6 +158,14 @@ export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authent
     }
   }
 
+  if (cred.kind === 'api_key') {
+    // No bcrypt behind an API key (a SHA-256 and one indexed row): nothing to
+    // bound at the start, so a failure is counted once known, as a malformed
+    // credential's, and a valid key costs the limiter no round trip.
+    const wait = limiter.blocked(ip)
+    if (wait > 0) return rateLimited(wait, cred.kind, cred.prefix)
+    return start(false, {}, 0)
+  }
   let key: string | undefined
   if (cred.kind === 'pat' && deps.memo !== undefined) {
     key = deps.memo.key(cred.value)

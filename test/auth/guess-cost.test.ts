@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import bcrypt from 'bcrypt'
+import { Redis } from 'ioredis'
 import t from 'tap'
 import { lookupTag } from '../../src/credentials/format.js'
 import { insertPat } from '../../src/store/queries.js'
 import { request } from '../helpers/http.js'
 import { heldToken, metric, send, until } from '../helpers/queue.js'
+import { REDIS_URL } from '../helpers/services.js'
 import { rememberSecret, startStack, type Stack } from '../helpers/stack.js'
 
 // Issue 18, docs/DESIGN.md §2.2: what a guess costs. Compares are read from the
@@ -210,4 +212,22 @@ t.test('replicas sharing Redis: a token minted under a prefix another replica sa
   // A prefix with tagged rows may be held near: a second token under it is found by its tag anyway.
   const second = await tokenUnder(a, prefix, true, ids)
   t.equal((await b.get('/api/scans', second.token)).statusCode, 200, 'no invalidation needed for a tagged one')
+})
+
+t.test('an API key costs the limiter nothing when valid; failed keys are counted per address once known', async t => {
+  const env = await startStack(t, { config: { auth: { rateLimit: { maxFailures: 3, windowSeconds: 60 } } } })
+  const orgId = await env.createOrg()
+  const userId = await env.createUser()
+  await env.addMember(orgId, userId, 'admin')
+  const key = await env.service.createApiKey({ orgId, createdBy: userId, name: 'ci', role: 'member' })
+  for (let i = 0; i < 20; i++) t.equal((await env.get('/api/scans', key.token)).statusCode, 200)
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => redis.quit())
+  t.same(await redis.keys(`${env.redisKeyPrefix}limit:*`), [], 'no limiter key written for a valid key (no round trip to count and refund)')
+
+  const wrong = key.token.slice(0, -1) + (key.token.endsWith('0') ? '1' : '0')
+  rememberSecret(wrong)
+  for (let i = 0; i < 3; i++) t.equal((await env.get('/api/scans', wrong)).statusCode, 401)
+  t.equal((await env.get('/api/scans', wrong)).statusCode, 429, 'failed keys count toward the address\'s budget')
+  t.equal((await env.get('/api/scans', key.token)).statusCode, 429, 'and a blocked address waits with any key')
 })
