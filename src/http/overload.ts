@@ -29,7 +29,7 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
   const interval = Math.max(10, opts.sampleIntervalMs ?? 1000)
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   histogram.enable()
-  let elu = performance.eventLoopUtilization()
+  const elu = performance.eventLoopUtilization()
   let delayMs = 0
   let utilization = 0
   let heapUsed = 0
@@ -39,9 +39,10 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
     try {
       delayMs = Math.max(0, histogram.mean / 1e6 - 10)
       histogram.reset()
-      const now = performance.eventLoopUtilization()
-      utilization = performance.eventLoopUtilization(now, elu).utilization
-      elu = now
+      // Since the listener started, as @fastify/under-pressure's default (cumulative)
+      // mode: over a one-second window a loop that keeps up with a saturating load
+      // reads > 0.98 too, and shedding then turned a 401 flood into 503s for all.
+      utilization = performance.eventLoopUtilization(elu).utilization
       if (opts.maxHeapUsedBytes > 0) heapUsed = getHeapStatistics().used_heap_size
       if (opts.maxRssBytes > 0) rss = process.memoryUsage.rss()
     } catch {
