@@ -1,10 +1,10 @@
-import http from 'node:http'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import WebSocket, { WebSocketServer } from 'ws'
+import WebSocket from 'ws'
 import { startStack } from '../helpers/stack.js'
+import { startEchoUpstream } from '../helpers/websocket.js'
 
 /** A masked client text frame (RFC 6455 §5.2), payload under 126 bytes. */
 function textFrame (text: string): Buffer {
@@ -19,14 +19,7 @@ function textFrame (text: string): Buffer {
 }
 
 t.test('frames sent at once after the 101 are relayed', async t => {
-  const server = http.createServer()
-  const wss = new WebSocketServer({ server })
-  wss.on('connection', socket => {
-    socket.on('message', data => socket.send(`echo:${String(data)}`))
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>(resolve => { wss.close(); server.closeAllConnections(); server.close(() => resolve()) }))
-  const upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const { url: upstreamUrl } = await startEchoUpstream(t)
   const env = await startStack(t, { config: { routes: [{ prefix: '/', upstream: upstreamUrl }] } })
   const pat = await env.mintPat({ role: 'viewer' })
 

@@ -1,20 +1,10 @@
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import WebSocket, { WebSocketServer } from 'ws'
+import WebSocket from 'ws'
 import { startStack } from '../helpers/stack.js'
+import { startEchoUpstream } from '../helpers/websocket.js'
 
 t.test('WebSocket upgrades go through the same authentication and carry the identity headers', async t => {
-  const server = http.createServer()
-  const wss = new WebSocketServer({ server })
-  const upgrades: http.IncomingHttpHeaders[] = []
-  wss.on('connection', (socket, req) => {
-    upgrades.push(req.headers)
-    socket.on('message', data => socket.send(`echo:${String(data)}`))
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>(resolve => { wss.close(); server.closeAllConnections(); server.close(() => resolve()) }))
-  const upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const { url: upstreamUrl, upgrades } = await startEchoUpstream(t)
 
   const env = await startStack(t, { config: { routes: [{ prefix: '/', upstream: upstreamUrl }] } })
   const pat = await env.mintPat({ role: 'viewer' })
