@@ -29,7 +29,7 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
   const interval = Math.max(10, opts.sampleIntervalMs ?? 1000)
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   histogram.enable()
-  const elu = performance.eventLoopUtilization()
+  let elu = performance.eventLoopUtilization()
   let delayMs = 0
   let utilization = 0
   let heapUsed = 0
@@ -39,10 +39,14 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
     try {
       delayMs = Math.max(0, histogram.mean / 1e6 - 10)
       histogram.reset()
-      // Since the listener started, as @fastify/under-pressure's default (cumulative)
-      // mode: over a one-second window a loop that keeps up with a saturating load
-      // reads > 0.98 too, and shedding then turned a 401 flood into 503s for all.
-      utilization = performance.eventLoopUtilization(elu).utilization
+      // Over the last window, not since start (@fastify/under-pressure's cumulative
+      // default): a process saturated from its first second, or for long enough,
+      // crossed the limit since start and then shed nearly every request for as long
+      // as the load lasted (docs/DESIGN.md §7). Off by default: a loop that keeps up
+      // with a saturating load reads ~1.0 as well; the delay limit sees one falling behind.
+      const now = performance.eventLoopUtilization()
+      utilization = performance.eventLoopUtilization(now, elu).utilization
+      elu = now
       if (opts.maxHeapUsedBytes > 0) heapUsed = getHeapStatistics().used_heap_size
       if (opts.maxRssBytes > 0) rss = process.memoryUsage.rss()
     } catch {
