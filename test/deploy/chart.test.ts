@@ -62,7 +62,8 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     { sidecar: { image: { digest: `sha256:${'ab'.repeat(32)}` }, extraEnv: [{ name: 'BCRYPT_COST', value: '12' }] } },
     { secrets: { existingSecret: 'scan-api-db', redisUrlKey: '', adminTokenKey: '' }, global: { anything: true } },
     { assertion: { enabled: true, audience: 'scan-api', existingSecret: 'scan-api-assertion', secretKey: 'keys.json' } },
-    { sidecar: { database: { pooler: 'transaction', poolSize: 3 }, redis: { clusterNodes: ['c-0.cache:6379', '[fd00::1]:6379'], tls: true } }, secrets: { redisPasswordKey: 'REDIS_PASSWORD', migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL' } }
+    { sidecar: { database: { pooler: 'transaction', poolSize: 3 }, redis: { clusterNodes: ['c-0.cache:6379', '[fd00::1]:6379'], tls: true } }, secrets: { redisPasswordKey: 'REDIS_PASSWORD', migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL' } },
+    { sidecar: { redis: { sentinels: ['s-0.cache:26379'], sentinelName: 'mymaster', tls: true, sentinelTls: true } }, secrets: { redisPasswordKey: 'REDIS_PASSWORD', redisSentinelPasswordKey: 'REDIS_SENTINEL_PASSWORD' } }
   ]
   for (const over of good) t.equal(check(mergeValues(VALUES, over)), '', JSON.stringify(over))
 
@@ -86,7 +87,9 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     [{ assertion: { privateKey: 'x' } }, /assertion must NOT have additional properties/],
     [{ sidecar: { redis: { clusterNodes: ['c-0.cache'] } } }, /clusterNodes\/0 must match pattern/],
     [{ sidecar: { database: { pooler: 'session' } } }, /database\/pooler must be equal to one of the allowed values/],
-    [{ sidecar: { redis: { url: 'redis://x' } } }, /redis must NOT have additional properties/]
+    [{ sidecar: { redis: { url: 'redis://x' } } }, /redis must NOT have additional properties/],
+    [{ sidecar: { redis: { sentinelTls: 'yes' } } }, /redis\/sentinelTls must be boolean/],
+    [{ secrets: { redisSentinelPasswordKey: 'a key' } }, /redisSentinelPasswordKey must match pattern/]
   ]
   for (const [over, re] of bad) t.match(check(mergeValues(VALUES, over)), re, JSON.stringify(over))
 })
@@ -584,8 +587,8 @@ t.test('rendered chart', async t => {
       const { docs } = await render([MIN_VALUES, overlay(values)])
       return container(only<Deployment>(docs, 'Deployment').spec.template.spec.containers, sidecarName)
     }
-    const plain = plainEnv(await sidecarOf({}))
-    for (const name of ['DATABASE_POOLER', 'DB_POOL_SIZE', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES', 'REDIS_TLS']) t.equal(plain[name], undefined, `defaults: no ${name}`)
+    const defaults = env(await sidecarOf({}))
+    for (const name of ['DATABASE_POOLER', 'DB_POOL_SIZE', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES', 'REDIS_TLS', 'REDIS_SENTINEL_TLS', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']) t.equal(defaults.get(name), undefined, `defaults: no ${name}`)
 
     const pooled = await sidecarOf({ sidecar: { database: { pooler: 'transaction', poolSize: 3 } }, secrets: { migrateDatabaseUrlKey: 'MIGRATE_DATABASE_URL' } })
     t.match(plainEnv(pooled), { DATABASE_POOLER: 'transaction', DB_POOL_SIZE: '3' })
@@ -595,6 +598,16 @@ t.test('rendered chart', async t => {
     t.match(plainEnv(sentinel), { REDIS_SENTINELS: 's-0.cache:26379,s-1.cache:26379', REDIS_SENTINEL_NAME: 'mymaster', REDIS_TLS: 'true' })
     t.equal(env(sentinel).get('REDIS_URL'), undefined, 'no REDIS_URL beside a Sentinel set (the sidecar refuses two topologies)')
     t.same(env(sentinel).get('REDIS_PASSWORD')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'REDIS_PASSWORD' } })
+    t.equal(env(sentinel).get('REDIS_SENTINEL_TLS'), undefined, 'the sentinels speak plain text unless sentinelTls')
+    t.equal(env(sentinel).get('REDIS_SENTINEL_PASSWORD'), undefined)
+
+    // The sentinels' own TLS and password: chart values, not extraEnv.
+    const sentinelTls = await sidecarOf({ sidecar: { redis: { sentinels: ['s-0.cache:26379'], sentinelName: 'mymaster', tls: true, sentinelTls: true } }, secrets: { redisPasswordKey: 'REDIS_PASSWORD', redisSentinelPasswordKey: 'REDIS_SENTINEL_PASSWORD' } })
+    t.match(plainEnv(sentinelTls), { REDIS_SENTINELS: 's-0.cache:26379', REDIS_TLS: 'true', REDIS_SENTINEL_TLS: 'true' })
+    t.same(env(sentinelTls).get('REDIS_SENTINEL_PASSWORD')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'REDIS_SENTINEL_PASSWORD' } })
+    t.same(env(sentinelTls).get('REDIS_PASSWORD')?.valueFrom, { secretKeyRef: { name: 'hg-auth-sidecar-secrets', key: 'REDIS_PASSWORD' } }, 'the data nodes\' password beside it')
+    const fromConfig = loadConfig({ env: { ...plainEnv(sentinelTls), CONFIG_FILE: '', REDIS_SENTINEL_PASSWORD: 'fake-sentinel-password', REDIS_PASSWORD: 'fake-data-password' } }).redis
+    t.match(fromConfig, { sentinels: ['s-0.cache:26379'], sentinelName: 'mymaster', sentinelPassword: 'fake-sentinel-password', password: 'fake-data-password', tls: { enabled: true, sentinels: true } }, 'the sidecar reads them as the Sentinel settings')
 
     const cluster = await sidecarOf({ sidecar: { redis: { clusterNodes: ['c-0.cache:6379', '[fd00::1]:6379'] } } })
     t.match(plainEnv(cluster), { REDIS_CLUSTER_NODES: 'c-0.cache:6379,[fd00::1]:6379' })

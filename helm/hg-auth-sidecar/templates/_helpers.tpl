@@ -203,6 +203,10 @@ port of a native sidecar (kubernetes/kubernetes#127958).
     - name: REDIS_TLS
       value: "true"
     {{- end }}
+    {{- if $r.sentinelTls }}
+    - name: REDIS_SENTINEL_TLS
+      value: "true"
+    {{- end }}
     - name: MIGRATE_ON_START
       value: {{ $s.migrateOnStart | toString | quote }}
     - name: UPSTREAM_READINESS_CHECK
@@ -248,6 +252,13 @@ port of a native sidecar (kubernetes/kubernetes#127958).
         secretKeyRef:
           name: {{ $secretName }}
           key: {{ $sec.redisPasswordKey }}
+    {{- end }}
+    {{- if $sec.redisSentinelPasswordKey }}
+    - name: REDIS_SENTINEL_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secretName }}
+          key: {{ $sec.redisSentinelPasswordKey }}
     {{- end }}
     {{- if $sec.migrateDatabaseUrlKey }}
     - name: MIGRATE_DATABASE_URL
