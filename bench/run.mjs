@@ -409,6 +409,7 @@ async function main () {
       const info = await c.call('start', { role: 'sidecar', options: { overrides: overrides(cfg), dist } }, 60_000)
       c.port = info.port
       c.bcryptConcurrency = info.bcryptConcurrency
+      c.poolSize = info.poolSize
       c.threadpool = info.threadpool
       if (warmList !== null) {
         const t = Date.now()
@@ -477,6 +478,8 @@ async function main () {
     const floodSc = await startSidecar('sidecar-flood', { db: main, keyPrefix: 'flood', auth: { rateLimit: { maxFailures: 0 } } })
     const coldSc = await startSidecar('sidecar-cold', { db: main, keyPrefix: 'cold', auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
     report.bcryptConcurrency = { hot: hotSc.bcryptConcurrency, cold: coldSc.bcryptConcurrency, threadpool: coldSc.threadpool }
+    // database.poolSize as the sidecars' config resolved it (default.yaml plus the bench's overrides).
+    report.sidecarConfig = { poolSize: hotSc.poolSize }
 
     const scenarios = [
       { key: 'upstream', label: 'upstream alone (node:http, no proxy)', port: up.port, tokens: 'hot', server: upstream },

@@ -85,7 +85,13 @@ async function startSidecar ({ overrides, dist }) {
     rejections: sidecar.bcrypt.rejections,
     bcryptConcurrency: sidecar.bcrypt.concurrency
   })
-  return { ...ports, bcryptConcurrency: sidecar.bcrypt.concurrency, threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)' }
+  return {
+    ...ports,
+    bcryptConcurrency: sidecar.bcrypt.concurrency,
+    // What this sidecar's config resolved to, for the report's Method.
+    poolSize: config.database.poolSize,
+    threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)'
+  }
 }
 
 /** Compares per second with every core busy, and the time of one compare alone. */
