@@ -409,6 +409,7 @@ async function main () {
       const info = await c.call('start', { role: 'sidecar', options: { overrides: overrides(cfg), dist } }, 60_000)
       c.port = info.port
       c.bcryptConcurrency = info.bcryptConcurrency
+      c.backgroundConcurrency = info.backgroundConcurrency
       c.poolSize = info.poolSize
       c.threadpool = info.threadpool
       if (warmList !== null) {

@@ -88,6 +88,8 @@ async function startSidecar ({ overrides, dist }) {
   return {
     ...ports,
     bcryptConcurrency: sidecar.bcrypt.concurrency,
+    // Absent from builds before issue 23.
+    backgroundConcurrency: sidecar.bcrypt.backgroundConcurrency ?? null,
     // What this sidecar's config resolved to, for the report's Method.
     poolSize: config.database.poolSize,
     threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)'
