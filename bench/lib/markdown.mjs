@@ -16,6 +16,41 @@ function batching (rounds) {
   return v == null ? '' : `${num(v, 1)} requests per fresh-state query`
 }
 
+/** µs, or ns below 1 µs. */
+const us = v => v == null ? '-' : v < 1 ? `${num(v * 1000, 0)} ns` : `${num(v, 1)} µs`
+/** Median [min-max] of per-batch values, in the median's unit. */
+const range = sp => {
+  const f = sp.median < 1 ? v => num(v * 1000, 0) : v => num(v, 1)
+  return `${f(sp.median)} [${f(sp.min)}-${f(sp.max)}] ${sp.median < 1 ? 'ns' : 'µs'}`
+}
+
+/** Issue 21: the cost of one signed identity assertion, fresh and reused (bench/lib/server.mjs assertionCost). */
+function assertionCostMarkdown (a, s, opts) {
+  const out = []
+  const halfLife = a.ttlSeconds / 2
+  out.push(`**Signing cost of the identity assertion** (issue 21), measured before the load phases in a fresh process pinned to the server core, with the project's \`createAssertionSigner\` from \`dist/\` set up as the assertion sidecar's config sets it (key generated at start, TTL ${a.ttlSeconds} s, ${a.tokenBytes}-byte assertions for a member's PAT). Median of ${a.batches} batches [min-max], after one unrecorded batch of each:`, '')
+  out.push(mdTable(['operation', 'per batch', 'time each', 'process CPU each'], [
+    ['fresh signature: distinct credentials (no reuse), each awaited before the next, as the request hook does', int(a.fresh.count), range(a.fresh.wallUs), range(a.fresh.cpuUs)],
+    ['reuse: the same identity again, its assertion with more than half its lifetime left (returned synchronously)', int(a.reuse.count), range(a.reuse.us), '-'],
+    ['Ed25519 sign alone: node:crypto `sign()` of the same signing input (synchronous)', int(a.ed25519.count), range(a.ed25519.us), '-']
+  ], ['l', 'r', 'r', 'r']), '')
+  // Re-signing of a credential in steady use: once per half lifetime.
+  const perSecond = 10_000 / halfLife
+  let row = ''
+  if (s.memoAssert !== undefined && s.memoAssert.rps > 0) {
+    const signUs = ((opts.tokens / halfLife) * a.fresh.cpuUs.median) / s.memoAssert.rps
+    const extra = s.memoAssert.cpuUs != null && s.memo.cpuUs != null ? s.memoAssert.cpuUs.server - s.memo.cpuUs.server : null
+    const vs = extra === null
+      ? ''
+      : extra > signUs + a.reuse.us.median
+        ? `; that row spent ${int(extra)} µs more server CPU per request than assertion off: the rest is the hook and the ${a.tokenBytes}-byte header on every forwarded request (and this run's noise)`
+        : `; that row's server CPU per request differs from assertion off by ${int(extra)} µs, within this run's noise`
+    row = ` In the assertion-on row (${int(opts.tokens)} tokens, ${int(s.memoAssert.rps)} req/s), signing comes to ~${us(signUs)} of CPU per request and each reuse to ${us(a.reuse.us.median)}${vs}.`
+  }
+  out.push(`A fresh signature is the JWS assembly (claims, JSON, base64url) around the Ed25519 signature, which jose computes through WebCrypto as a job on libuv's threadpool: ${us(a.fresh.cpuUs.median - a.ed25519.us.median)} more CPU than the bare signature. A credential in steady use is re-signed once per ${int(halfLife)} s (half the ${a.ttlSeconds}-s lifetime), and requests of one identity arriving together share one signature: 10,000 active credentials cost ~${num(perSecond, 0)} signatures/s, ~${num((perSecond * a.fresh.cpuUs.median) / 1000, 1)} ms of CPU per second (${num((perSecond * a.fresh.cpuUs.median) / 1e4, 2)} % of a core).${row}`)
+  return out.join('\n')
+}
+
 export function renderMarkdown (report, { resultsDir }) {
   const { opts, machine, summary: s, bcrypt, cold, stall, memory, scale, profile, targets, runs } = report
   const v = machine.versions
@@ -48,7 +83,7 @@ export function renderMarkdown (report, { resultsDir }) {
   p(`- Load: autocannon in its own process, \`GET /api/scans/42\` (route needs \`scans:read\`; tokens belong to \`member\`s), ${opts.connections} connections, no pipelining. Each connection cycles through all ${int(opts.tokens)} tokens from its own offset, so ${opts.connections} different tokens are in flight at any time (one fresh-state batch holds distinct ids). Upstream and baseline get the same requests (the header passes through). Latency is measured per request on the client (float ms); p50/p99 of a scenario are the medians of its rounds' percentiles. A rate is the answers (or bcrypt compares) of a window divided by the time the load ran, from autocannon's \`start\` event to its end. autocannon's own duration also counts the building of its clients' request lists before the first request goes out${setupS === null ? '' : ` (${setupS.toFixed(2)} s here, median over the measurements of the rotating-token rows, against ${opts.duration}-s windows)`}; earlier versions of this script divided by it, which understated every rotating-token row (the cold-PAT compares/s against bcrypt alone included) by that share.`)
   p(`- Interleaved: after an unrecorded JIT warm-up of ${Math.min(5, opts.duration)} s per scenario, every round measures every scenario once in the order of the table (${opts.duration} s each, ${opts.pause} s apart${opts.preload > 0 ? `, each right after ${opts.preload} s of unrecorded load on the same server: a Node process idle for the rest of the round (up to a minute) has had its heap shrunk by V8's memory reducer, and its first seconds under load measure the regrowth, not the request path (in a separate run on this machine, a sidecar idle for 40 s spent 2-4x its usual CPU per request in the first second and 1.26x over the first 5 s)` : ''})${runs.baselineAfter !== undefined ? ', and the baseline a second time right after the API-key row: the two baseline measurements bracket the memoized-PAT' + (s.memoAssert === undefined ? '' : ', assertion-on') + ' and API-key rows, and their mean is that round\'s reference for the per-round ratios (a drift of the shared machine within the round cancels out); the baseline row is the median of both measurements of every round' : ''}; ${opts.rounds} round(s); req/s is the median of the rounds [min-max]; the "vs" columns are ratios of medians (the Targets also give the per-round ratios).`)
   p(`- Seeding: ${int(opts.tokens)} PATs minted with the project's \`generateCredential\` + bcrypt cost ${opts.cost} (${num(report.mintSeconds, 0)} s on ${cores} cores) and ${int(opts.tokens)} API keys, bulk-inserted; ${int(opts.tokens / 4)} users in ${Math.min(20, Math.ceil(opts.tokens / 50))} orgs.`)
-  p('- **Memoized PAT**: sidecar with `memoTtlSeconds: 3600` (so no entry reaches its refresh window during the run; the default TTL costs one re-verification per active token per hour, see the guidance), memo warmed by sending every token once. **Assertion on**: the memoized scenario on a sidecar with `assertion.enabled` (a key generated at start, TTL 300 s): every forwarded request carries a signed `x-hg-assertion`, each token\'s assertion signed once and reused while more than half its lifetime remains. **API key**: the same sidecar as memoized PAT, SHA-256 lookup. **401 flood**: `X-API-Key: hg_pat_nope` against a sidecar with `rateLimit.maxFailures: 0` (else the limiter answers 429). **Info logs**: the memoized scenario on a sidecar with `logLevel: info` (one pino line per request, to /dev/null). **Cold PAT**: a sidecar with `memoTtlSeconds: 0`, so every request bcrypt-compares against its prefix\'s candidates until the match. **bcrypt alone**: `bcrypt.compare` at the same cost, 2 in flight per core, in a fresh process.')
+  p('- **Memoized PAT**: sidecar with `memoTtlSeconds: 3600` (so no entry reaches its refresh window during the run; the default TTL costs one re-verification per active token per hour, see the guidance), memo warmed by sending every token once. **Assertion on**: the memoized scenario on a sidecar with `assertion.enabled` (a key generated at start, TTL 300 s): every forwarded request carries a signed `x-hg-assertion`, each token\'s assertion signed at its first request and reused while more than half its lifetime remains (so re-signed every 150 s of the run). **API key**: the same sidecar as memoized PAT, SHA-256 lookup. **401 flood**: `X-API-Key: hg_pat_nope` against a sidecar with `rateLimit.maxFailures: 0` (else the limiter answers 429). **Info logs**: the memoized scenario on a sidecar with `logLevel: info` (one pino line per request, to /dev/null). **Cold PAT**: a sidecar with `memoTtlSeconds: 0`, so every request bcrypt-compares against its prefix\'s candidates until the match. **bcrypt alone**: `bcrypt.compare` at the same cost, 2 in flight per core, in a fresh process.')
   p('')
 
   p(`## Results: ${int(opts.tokens)} tokens, ${opts.rounds} interleaved round(s) of ${opts.duration} s, ${opts.connections} connections`, '')
@@ -83,6 +118,9 @@ export function renderMarkdown (report, { resultsDir }) {
   if (withCpu) {
     p(`CPU per request comes from \`/proc/<pid>/stat\` (10 ms ticks) of the server process, the upstream process and every \`postgres\` / \`redis-server\` process, divided by the responses of the window; it is much less noisy than req/s on a shared machine. Server + upstream run on one core, so the throughput ratio to the baseline is about (baseline + upstream) / (sidecar + upstream) CPU per request, PostgreSQL and Redis taking the other core's spare time: memoized PAT ${x(ratio(s.baseline.cpuUs.server + s.baseline.cpuUs.upstream, s.memo.cpuUs.server + s.memo.cpuUs.upstream))}${s.memoAssert?.cpuUs == null ? '' : `, with the assertion ${x(ratio(s.baseline.cpuUs.server + s.baseline.cpuUs.upstream, s.memoAssert.cpuUs.server + s.memoAssert.cpuUs.upstream))}`}, API key ${x(ratio(s.baseline.cpuUs.server + s.baseline.cpuUs.upstream, s.apikey.cpuUs.server + s.apikey.cpuUs.upstream))}.`, '')
   }
+
+  const ac = report.assertionCost
+  if (ac !== undefined) p(assertionCostMarkdown(ac, s, opts), '')
 
   p('## Targets', '')
   p('Each ratio is read two ways: the ratio of the medians, and the median of the per-round ratios (each round measures the pair back to back). **BORDERLINE** = the two readings disagree, i.e. the target lies within this run\'s noise.', '')
