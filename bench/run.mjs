@@ -28,6 +28,8 @@ const LOADGEN = fileURLToPath(new URL('./lib/loadgen.mjs', import.meta.url))
 const THREADPOOL = fileURLToPath(new URL('./lib/threadpool.cjs', import.meta.url))
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PATH = '/api/scans/42'
+// The assertion sidecar's config (issue 21): a key generated at start, default TTL; also what the signing cost is measured with.
+const ASSERTION = { enabled: true, audience: 'bench' }
 const MALFORMED = 'hg_pat_nope'
 
 const HELP = `npm run bench -- [options]
@@ -369,6 +371,18 @@ async function main () {
     log(`machine: ${report.machine.cpuModel}, ${CORES} cores, ${report.machine.ramGiB.toFixed(0)} GiB; pinning ${PINNING ? `on (load generator: CPU ${CPU.load}; servers: CPU ${CPU.server})` : 'OFF (taskset missing or one core): everything unpinned'}`)
     log(`options: ${JSON.stringify({ ...opts, argv: undefined })}`)
 
+    // --- signing cost of the identity assertion (issue 21), before anything else runs ------------
+    if (!opts.expiryOnly) {
+      const c = child(SERVER, 'assertion-cost', { cpus: CPU.server, nodeArgs: ['--require', THREADPOOL] })
+      try {
+        report.assertionCost = await c.call('assertion', { options: { overrides: { assertion: ASSERTION } } }, 120_000)
+      } finally {
+        await stopChild(c)
+      }
+      const a = report.assertionCost
+      log(`assertion signing (median of ${a.batches} batches): fresh ${num(a.fresh.wallUs.median, 1)} µs (${num(a.fresh.cpuUs.median, 1)} µs CPU), reused ${num(a.reuse.us.median, 3)} µs, Ed25519 alone ${num(a.ed25519.us.median, 1)} µs`)
+    }
+
     // --- processes that live for the whole run -------------------------------------------
     const loadgen = child(LOADGEN, 'loadgen', { cpus: CPU.load })
     const upstream = child(SERVER, 'upstream', { cpus: CPU.server })
@@ -409,6 +423,8 @@ async function main () {
       const info = await c.call('start', { role: 'sidecar', options: { overrides: overrides(cfg), dist } }, 60_000)
       c.port = info.port
       c.bcryptConcurrency = info.bcryptConcurrency
+      c.backgroundConcurrency = info.backgroundConcurrency
+      c.poolSize = info.poolSize
       c.threadpool = info.threadpool
       if (warmList !== null) {
         const t = Date.now()
@@ -469,7 +485,7 @@ async function main () {
     const memoAuth = { memoTtlSeconds: 3600 }
     const hotSc = await startSidecar('sidecar-hot', { db: main, keyPrefix: 'hot', auth: memoAuth, warmList: 'hot' })
     // Signed x-hg-assertion on every request (issue 21): a key generated at start, default TTL 300 s.
-    const assertSc = await startSidecar('sidecar-assertion', { db: main, keyPrefix: 'assert', auth: memoAuth, assertion: { enabled: true, audience: 'bench' }, warmList: 'hot' })
+    const assertSc = await startSidecar('sidecar-assertion', { db: main, keyPrefix: 'assert', auth: memoAuth, assertion: ASSERTION, warmList: 'hot' })
     const signed = (await assertSc.call('stats')).assertions
     if (!(signed > 0)) throw new Error(`sidecar-assertion signed no assertion during its warm-up (${signed})`)
     log(`  sidecar-assertion: ${signed} assertions signed and cached`)
@@ -477,6 +493,8 @@ async function main () {
     const floodSc = await startSidecar('sidecar-flood', { db: main, keyPrefix: 'flood', auth: { rateLimit: { maxFailures: 0 } } })
     const coldSc = await startSidecar('sidecar-cold', { db: main, keyPrefix: 'cold', auth: { memoTtlSeconds: 0 }, cpus: CPU.all })
     report.bcryptConcurrency = { hot: hotSc.bcryptConcurrency, cold: coldSc.bcryptConcurrency, threadpool: coldSc.threadpool }
+    // database.poolSize as the sidecars' config resolved it (default.yaml plus the bench's overrides).
+    report.sidecarConfig = { poolSize: hotSc.poolSize }
 
     const scenarios = [
       { key: 'upstream', label: 'upstream alone (node:http, no proxy)', port: up.port, tokens: 'hot', server: upstream },
@@ -1028,6 +1046,10 @@ function consoleSummary (report) {
   })
   rows.push([`bcrypt alone (cost ${report.opts.cost}, all cores)`, `${int(report.bcrypt.comparesPerSecond)} compares/s`, ms(report.bcrypt.compareMs), '', '', ''])
   const lines = [textTable(['scenario', 'req/s median [min-max]', 'p50 ms', 'p99 ms', 'vs baseline', ''], rows), '']
+  const a = report.assertionCost
+  if (a !== undefined) {
+    lines.push(`identity assertion, µs each (median of ${a.batches} batches): fresh signature ${num(a.fresh.wallUs.median, 1)} (${num(a.fresh.cpuUs.median, 1)} CPU), reuse ${num(a.reuse.us.median, 3)}; Ed25519 sign alone (node:crypto) ${num(a.ed25519.us.median, 1)}`, '')
+  }
   for (const t of report.targets) lines.push(`${t.pass === null ? 'N/A ' : t.pass === 'borderline' ? 'BORD' : t.pass ? 'PASS' : 'FAIL'}  ${t.id} ${t.text}: ${t.measured}`)
   if (report.scale !== undefined) {
     lines.push('')

@@ -4,15 +4,29 @@
 // over the run against the same scenario with a memo that never expires, and the
 // 503s. With --expiry-before, the same variants run on another build's dist/
 // (the code before the change) for a before/after comparison.
+import bcrypt from 'bcrypt'
 import { pin } from './proc.mjs'
 import { insertPats, insertWorld, makeWorld, mintPats } from './seed.mjs'
-import { int, ms, ratio, x } from './stats.mjs'
+import { int, ms, num, ratio, x } from './stats.mjs'
 
 const NEVER = 86_400
 /** Seconds without a compare that separate two waves. */
 const WAVE_GAP_S = 3
 
 const sleep = t => new Promise(resolve => setTimeout(resolve, t))
+
+/** One bcrypt compare at `cost`, in ms: the median of `n`, in this (otherwise idle) process. */
+async function compareMs (cost, n) {
+  const secret = 'hg_pat_' + 'cd'.repeat(24)
+  const hash = await bcrypt.hash(secret, cost)
+  const t = []
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    await bcrypt.compare(secret, hash)
+    t.push(performance.now() - t0)
+  }
+  return t.sort((a, b) => a - b)[Math.floor(n / 2)]
+}
 
 /**
  * Waves of bcrypt work from cumulative compare samples: maximal runs of
@@ -54,6 +68,8 @@ export async function runExpiry (ctx, opts) {
   const rows = await mintPats(world, N, cost, () => Math.random() * 3600)
   await insertPats(db.pool, rows)
   await sendTokens('expiry', rows.map(r => r.token))
+  // For the report's reason for the low cost: one compare at this cost and at the rest of the bench's.
+  const compare = { [cost]: await compareMs(cost, 9), [opts.cost]: await compareMs(opts.cost, 5) }
 
   const variants = [
     { key: 'afterNever', code: 'this build', ttl: NEVER },
@@ -105,6 +121,8 @@ export async function runExpiry (ctx, opts) {
     const worst = res.timeline.filter(b => b.p99 !== null).reduce((w, b) => w === null || b.p99 > w.p99 ? b : w, null)
     const r = {
       ...v,
+      bcryptConcurrency: sc.bcryptConcurrency,
+      backgroundConcurrency: sc.backgroundConcurrency ?? null,
       primeSeconds,
       primeStatuses,
       loadStart,
@@ -131,7 +149,7 @@ export async function runExpiry (ctx, opts) {
     results.push(r)
     log(`  ${v.code}, TTL ${v.ttl === NEVER ? 'never' : `${v.ttl} s`}: primed in ${primeSeconds.toFixed(1)} s; ${int(r.rps)} req/s, p99 ${ms(r.p99)} ms, max ${ms(r.max)} ms, 503s ${r.statuses[503] ?? 0} (bcrypt ${r.rejections}, shedding ${r.overloaded}); ${r.compares} compares, waves ${r.waves.map(w => `${w.compares}@${w.from.toFixed(0)}-${w.to.toFixed(0)}s${w.partial ? '(partial)' : ''}`).join(' ') || '-'}`)
   }
-  return { tokens: N, ttl, duration: D, cost, connections: opts.connections, before: opts.expiryBefore, variants: results, targets: expiryTargets(N, results) }
+  return { tokens: N, ttl, duration: D, cost, referenceCost: opts.cost, compareMs: compare, connections: opts.connections, before: opts.expiryBefore, variants: results, targets: expiryTargets(N, results) }
 }
 
 /** The issue's three criteria, on this build's variants. */
@@ -151,8 +169,43 @@ export function expiryTargets (tokens, variants) {
   ]
 }
 
+/**
+ * Why this section's tokens use a lower bcrypt cost than the rest of the report,
+ * from this run's numbers. `reference` (full runs): the cost, one compare's ms and
+ * the bcrypt concurrency of the rest of the report, for results that predate the
+ * section's own measurement. `machine`: the run's cores and whether servers were pinned.
+ */
+function costReason (e, reference, machine) {
+  const refCost = e.referenceCost ?? reference?.cost
+  if (refCost === undefined || e.cost >= refCost) return null
+  const after = e.variants.find(v => v.key === 'after')
+  const refMs = (reference?.cost === refCost ? reference.compareMs : null) ?? e.compareMs?.[refCost] ?? null
+  const ownMs = e.compareMs?.[e.cost] ?? (refMs === null ? null : refMs / 2 ** (refCost - e.cost))
+  const conc = after?.bcryptConcurrency ?? reference?.concurrency ?? null
+  // Before it was recorded: the pool's default, half the concurrency, at least 1 (src/auth/bcrypt-pool.ts).
+  const bg = after?.backgroundConcurrency ?? (conc === null ? null : Math.max(1, Math.floor(conc / 2)))
+  const N = e.tokens
+  const window = 0.2 * e.ttl
+  const tail = 'E1 counts compares, whatever each costs. E2 (p99 ratio) and E3 (503s) are about requests that wait for a compare, and none waits while every entry is renewed before it expires: as long as a wave fits in that window, the cost changes only the CPU a wave takes from the event loop on the same core, which E2\'s p99 includes.'
+  if (refMs === null || conc === null) {
+    return `Why bcrypt cost ${e.cost}, not ${refCost} like the rest of this report: each step of cost doubles a compare (${2 ** (refCost - e.cost)}x from ${e.cost} to ${refCost}). Refresh ahead renews an entry in the background during the last 20 % of its life (~${num(window, 0)} s of a ${e.ttl}-s TTL), a few compares at a time; the priming must take a small part of the TTL and each wave of ${int(N)} renewals must fit in that window, or the run measures a sidecar with no CPU to spare instead of the memo's expiry behaviour (this run did not record the compare times to show it). ${tail}`
+  }
+  const cores = machine?.nproc ?? conc
+  // After priming the sidecar has one core when pinned: background compares beyond one share it.
+  const lanes = Math.min(bg, machine?.pinning === true ? 1 : cores)
+  const prime = (N * refMs) / Math.min(conc, cores) / 1000
+  const wave = (N * refMs) / lanes / 1000
+  const ownWave = (N * ownMs) / lanes / 1000
+  const complete = (after?.waves ?? []).filter(w => !w.partial).map(w => w.to - w.from)
+  return `Why bcrypt cost ${e.cost}, not ${refCost} like the rest of this report: one compare takes ${ms(refMs)} ms at cost ${refCost} here, ${ms(ownMs)} ms at cost ${e.cost}. ` +
+    `At cost ${refCost}, priming ${int(N)} tokens would keep the sidecar's ${conc} compare slots busy for at least ${num(prime, 0)} s, ${num((100 * prime) / e.ttl, 0)} % of the ${e.ttl}-s TTL, so the entries would not be primed at once (their expiries would spread over most of a TTL instead of coming as one wave); ` +
+    `and a wave of renewals, which refresh ahead runs ${bg} at a time in the background (\`backgroundConcurrency\`)${machine?.pinning === true ? ' on the one core the sidecar is pinned to after priming' : ''}, would need at least ${num(wave, 0)} s, against ~${num(window, 0)} s for each entry between its refresh point (80 % of its +-10 % jittered TTL) and its expiry. ` +
+    'The renewals could not keep up: entries would expire under their requests, and the run would measure a sidecar with no CPU to spare, not the memo\'s expiry behaviour. ' +
+    `At cost ${e.cost} a wave needs at least ${num(ownWave, 1)} s of compares${complete.length === 0 ? '' : ` (the complete waves in the table lasted ${complete.map(d => num(d, 0)).join(' and ')} s, their compares sharing the core with the event loop under load)`}. ${tail}`
+}
+
 /** The section of docs/BENCHMARKS.md. */
-export function expiryMarkdown (e, { mdTable, verdict }) {
+export function expiryMarkdown (e, { mdTable, verdict, reference, machine }) {
   const out = []
   const p = (...lines) => out.push(...lines)
   const label = v => `${v.code === 'before' ? 'before (no single flight, refresh ahead or jitter)' : 'this build'}, memo TTL ${v.ttl === NEVER ? 'never expires' : `${v.ttl} s`}`
@@ -173,6 +226,8 @@ export function expiryMarkdown (e, { mdTable, verdict }) {
     v.shared === null ? '-' : int(v.shared),
     Object.keys(v.refreshes ?? {}).length === 0 ? '-' : Object.entries(v.refreshes).map(([k, n]) => `${k} ${int(n)}`).join(', ')
   ])
+  const reason = costReason(e, reference, machine)
+  if (reason !== null) p(reason, '')
   p(mdTable(['variant', 'priming', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'worst second p99 ms', '503s', 'compares', 'compares per wave (seconds into the load)', 'shared', 'refreshes'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'l']), '')
   for (const t of e.targets) p(`- ${t.id}. ${t.text}: ${verdict(t.pass)}. Measured ${t.measured}.`)
   const before = e.variants.find(v => v.key === 'before')

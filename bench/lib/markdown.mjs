@@ -16,6 +16,41 @@ function batching (rounds) {
   return v == null ? '' : `${num(v, 1)} requests per fresh-state query`
 }
 
+/** µs, or ns below 1 µs. */
+const us = v => v == null ? '-' : v < 1 ? `${num(v * 1000, 0)} ns` : `${num(v, 1)} µs`
+/** Median [min-max] of per-batch values, in the median's unit. */
+const range = sp => {
+  const f = sp.median < 1 ? v => num(v * 1000, 0) : v => num(v, 1)
+  return `${f(sp.median)} [${f(sp.min)}-${f(sp.max)}] ${sp.median < 1 ? 'ns' : 'µs'}`
+}
+
+/** Issue 21: the cost of one signed identity assertion, fresh and reused (bench/lib/server.mjs assertionCost). */
+function assertionCostMarkdown (a, s, opts) {
+  const out = []
+  const halfLife = a.ttlSeconds / 2
+  out.push(`**Signing cost of the identity assertion** (issue 21), measured before the load phases in a fresh process pinned to the server core, with the project's \`createAssertionSigner\` from \`dist/\` set up as the assertion sidecar's config sets it (key generated at start, TTL ${a.ttlSeconds} s, ${a.tokenBytes}-byte assertions for a member's PAT). Median of ${a.batches} batches [min-max], after one unrecorded batch of each:`, '')
+  out.push(mdTable(['operation', 'per batch', 'time each', 'process CPU each'], [
+    ['fresh signature: distinct credentials (no reuse), each awaited before the next, as the request hook does', int(a.fresh.count), range(a.fresh.wallUs), range(a.fresh.cpuUs)],
+    ['reuse: the same identity again, its assertion with more than half its lifetime left (returned synchronously)', int(a.reuse.count), range(a.reuse.us), '-'],
+    ['Ed25519 sign alone: node:crypto `sign()` of the same signing input (synchronous)', int(a.ed25519.count), range(a.ed25519.us), '-']
+  ], ['l', 'r', 'r', 'r']), '')
+  // Re-signing of a credential in steady use: once per half lifetime.
+  const perSecond = 10_000 / halfLife
+  let row = ''
+  if (s.memoAssert !== undefined && s.memoAssert.rps > 0) {
+    const signUs = ((opts.tokens / halfLife) * a.fresh.cpuUs.median) / s.memoAssert.rps
+    const extra = s.memoAssert.cpuUs != null && s.memo.cpuUs != null ? s.memoAssert.cpuUs.server - s.memo.cpuUs.server : null
+    const vs = extra === null
+      ? ''
+      : extra > signUs + a.reuse.us.median
+        ? `; that row spent ${int(extra)} µs more server CPU per request than assertion off: the rest is the hook and the ${a.tokenBytes}-byte header on every forwarded request (and this run's noise)`
+        : `; that row's server CPU per request differs from assertion off by ${int(extra)} µs, within this run's noise`
+    row = ` In the assertion-on row (${int(opts.tokens)} tokens, ${int(s.memoAssert.rps)} req/s), signing comes to ~${us(signUs)} of CPU per request and each reuse to ${us(a.reuse.us.median)}${vs}.`
+  }
+  out.push(`A fresh signature is the JWS assembly (claims, JSON, base64url) around the Ed25519 signature, which jose computes through WebCrypto as a job on libuv's threadpool: ${us(a.fresh.cpuUs.median - a.ed25519.us.median)} more CPU than the bare signature. A credential in steady use is re-signed once per ${int(halfLife)} s (half the ${a.ttlSeconds}-s lifetime), and requests of one identity arriving together share one signature: 10,000 active credentials cost ~${num(perSecond, 0)} signatures/s, ~${num((perSecond * a.fresh.cpuUs.median) / 1000, 1)} ms of CPU per second (${num((perSecond * a.fresh.cpuUs.median) / 1e4, 2)} % of a core).${row}`)
+  return out.join('\n')
+}
+
 export function renderMarkdown (report, { resultsDir }) {
   const { opts, machine, summary: s, bcrypt, cold, stall, memory, scale, profile, targets, runs } = report
   const v = machine.versions
@@ -42,11 +77,13 @@ export function renderMarkdown (report, { resultsDir }) {
   p(`- Pinning: ${machine.pinning ? 'load generator on CPU 0, upstream + baseline + sidecars on CPU 1 (`taskset`); PostgreSQL and Redis unpinned. The cold-PAT sidecar, the stall-check sidecar and "bcrypt alone" run on all cores (their target is relative to bcrypt on all cores; the load generator needs little CPU at those rates).' : '**off** (no `taskset` or a single core): every process unpinned, so the load generator and the servers share the cores.'}`, '')
 
   p('## Method', '')
-  p(`- Every server runs in its own node process from the compiled \`dist/\`: a plain \`node:http\` upstream answering a ~100-byte JSON body; the **baseline**, fastify + @fastify/http-proxy without authentication (the floor of this stack), with the sidecar's undici pool shape (128 connections, no pipelining); and sidecars built by \`createSidecar()\` with \`config/default.yaml\` plus: \`logLevel: warn\`, real PostgreSQL (pool ${10}) and Redis, bcrypt cost ${opts.cost}.`)
+  const poolSize = report.sidecarConfig?.poolSize
+  const pool = poolSize === undefined ? 'pool as `database.poolSize` of config/default.yaml set it; this run did not record the value' : `pool ${poolSize}, \`database.poolSize\``
+  p(`- Every server runs in its own node process from the compiled \`dist/\`: a plain \`node:http\` upstream answering a ~100-byte JSON body; the **baseline**, fastify + @fastify/http-proxy without authentication (the floor of this stack), with the sidecar's undici pool shape (128 connections, no pipelining); and sidecars built by \`createSidecar()\` with \`config/default.yaml\` plus: \`logLevel: warn\`, real PostgreSQL (${pool}) and Redis, bcrypt cost ${opts.cost}.`)
   p(`- Load: autocannon in its own process, \`GET /api/scans/42\` (route needs \`scans:read\`; tokens belong to \`member\`s), ${opts.connections} connections, no pipelining. Each connection cycles through all ${int(opts.tokens)} tokens from its own offset, so ${opts.connections} different tokens are in flight at any time (one fresh-state batch holds distinct ids). Upstream and baseline get the same requests (the header passes through). Latency is measured per request on the client (float ms); p50/p99 of a scenario are the medians of its rounds' percentiles. A rate is the answers (or bcrypt compares) of a window divided by the time the load ran, from autocannon's \`start\` event to its end. autocannon's own duration also counts the building of its clients' request lists before the first request goes out${setupS === null ? '' : ` (${setupS.toFixed(2)} s here, median over the measurements of the rotating-token rows, against ${opts.duration}-s windows)`}; earlier versions of this script divided by it, which understated every rotating-token row (the cold-PAT compares/s against bcrypt alone included) by that share.`)
   p(`- Interleaved: after an unrecorded JIT warm-up of ${Math.min(5, opts.duration)} s per scenario, every round measures every scenario once in the order of the table (${opts.duration} s each, ${opts.pause} s apart${opts.preload > 0 ? `, each right after ${opts.preload} s of unrecorded load on the same server: a Node process idle for the rest of the round (up to a minute) has had its heap shrunk by V8's memory reducer, and its first seconds under load measure the regrowth, not the request path (in a separate run on this machine, a sidecar idle for 40 s spent 2-4x its usual CPU per request in the first second and 1.26x over the first 5 s)` : ''})${runs.baselineAfter !== undefined ? ', and the baseline a second time right after the API-key row: the two baseline measurements bracket the memoized-PAT' + (s.memoAssert === undefined ? '' : ', assertion-on') + ' and API-key rows, and their mean is that round\'s reference for the per-round ratios (a drift of the shared machine within the round cancels out); the baseline row is the median of both measurements of every round' : ''}; ${opts.rounds} round(s); req/s is the median of the rounds [min-max]; the "vs" columns are ratios of medians (the Targets also give the per-round ratios).`)
   p(`- Seeding: ${int(opts.tokens)} PATs minted with the project's \`generateCredential\` + bcrypt cost ${opts.cost} (${num(report.mintSeconds, 0)} s on ${cores} cores) and ${int(opts.tokens)} API keys, bulk-inserted; ${int(opts.tokens / 4)} users in ${Math.min(20, Math.ceil(opts.tokens / 50))} orgs.`)
-  p('- **Memoized PAT**: sidecar with `memoTtlSeconds: 3600` (so no entry reaches its refresh window during the run; the default TTL costs one re-verification per active token per hour, see the guidance), memo warmed by sending every token once. **Assertion on**: the memoized scenario on a sidecar with `assertion.enabled` (a key generated at start, TTL 300 s): every forwarded request carries a signed `x-hg-assertion`, each token\'s assertion signed once and reused while more than half its lifetime remains. **API key**: the same sidecar as memoized PAT, SHA-256 lookup. **401 flood**: `X-API-Key: hg_pat_nope` against a sidecar with `rateLimit.maxFailures: 0` (else the limiter answers 429). **Info logs**: the memoized scenario on a sidecar with `logLevel: info` (one pino line per request, to /dev/null). **Cold PAT**: a sidecar with `memoTtlSeconds: 0`, so every request bcrypt-compares against its prefix\'s candidates until the match. **bcrypt alone**: `bcrypt.compare` at the same cost, 2 in flight per core, in a fresh process.')
+  p('- **Memoized PAT**: sidecar with `memoTtlSeconds: 3600` (so no entry reaches its refresh window during the run; the default TTL costs one re-verification per active token per hour, see the guidance), memo warmed by sending every token once. **Assertion on**: the memoized scenario on a sidecar with `assertion.enabled` (a key generated at start, TTL 300 s): every forwarded request carries a signed `x-hg-assertion`, each token\'s assertion signed at its first request and reused while more than half its lifetime remains (so re-signed every 150 s of the run). **API key**: the same sidecar as memoized PAT, SHA-256 lookup. **401 flood**: `X-API-Key: hg_pat_nope` against a sidecar with `rateLimit.maxFailures: 0` (else the limiter answers 429). **Info logs**: the memoized scenario on a sidecar with `logLevel: info` (one pino line per request, to /dev/null). **Cold PAT**: a sidecar with `memoTtlSeconds: 0`, so every request bcrypt-compares against its prefix\'s candidates until the match. **bcrypt alone**: `bcrypt.compare` at the same cost, 2 in flight per core, in a fresh process.')
   p('')
 
   p(`## Results: ${int(opts.tokens)} tokens, ${opts.rounds} interleaved round(s) of ${opts.duration} s, ${opts.connections} connections`, '')
@@ -81,6 +118,9 @@ export function renderMarkdown (report, { resultsDir }) {
   if (withCpu) {
     p(`CPU per request comes from \`/proc/<pid>/stat\` (10 ms ticks) of the server process, the upstream process and every \`postgres\` / \`redis-server\` process, divided by the responses of the window; it is much less noisy than req/s on a shared machine. Server + upstream run on one core, so the throughput ratio to the baseline is about (baseline + upstream) / (sidecar + upstream) CPU per request, PostgreSQL and Redis taking the other core's spare time: memoized PAT ${x(ratio(s.baseline.cpuUs.server + s.baseline.cpuUs.upstream, s.memo.cpuUs.server + s.memo.cpuUs.upstream))}${s.memoAssert?.cpuUs == null ? '' : `, with the assertion ${x(ratio(s.baseline.cpuUs.server + s.baseline.cpuUs.upstream, s.memoAssert.cpuUs.server + s.memoAssert.cpuUs.upstream))}`}, API key ${x(ratio(s.baseline.cpuUs.server + s.baseline.cpuUs.upstream, s.apikey.cpuUs.server + s.apikey.cpuUs.upstream))}.`, '')
   }
+
+  const ac = report.assertionCost
+  if (ac !== undefined) p(assertionCostMarkdown(ac, s, opts), '')
 
   p('## Targets', '')
   p('Each ratio is read two ways: the ratio of the medians, and the median of the per-round ratios (each round measures the pair back to back). **BORDERLINE** = the two readings disagree, i.e. the target lies within this run\'s noise.', '')
@@ -145,7 +185,7 @@ export function renderMarkdown (report, { resultsDir }) {
     p(`Valid p99 under the flood / alone: ${x(ratio(fl.loaded.p99, fl.unloaded.p99))} (target: within 2x, all 200, no 503).`, '')
   }
 
-  if (report.expiry !== undefined) p(expiryMarkdown(report.expiry, { mdTable, verdict }))
+  if (report.expiry !== undefined) p(expiryMarkdown(report.expiry, { mdTable, verdict, reference: { cost: opts.cost, compareMs: bcrypt.compareMs, concurrency: report.bcryptConcurrency?.cold }, machine }))
 
   p('## Memory', '')
   if (memory.hot !== undefined) {
@@ -198,12 +238,17 @@ export function renderMarkdown (report, { resultsDir }) {
 
   p('## What a deployment with many tokens should expect, and which knobs matter', '')
   const cmp = bcrypt.compareMs
-  const costPer = k => ((k + 1) / 2) * cmp
+  // k: the untagged rows sharing a token's prefix, the token itself included: 1 + the
+  // others, (total - 1)/4096 on average (3 random hex characters); (k+1)/2 compares on average.
+  const kOf = total => 1 + (total - 1) / 4096
+  const costPer = total => ((kOf(total) + 1) / 2) * cmp
   const overlap = scale !== undefined && Math.max(...scale.points.map(pt => pt.memo.rpsMin)) <= Math.min(...scale.points.map(pt => pt.memo.rpsMax))
   p(`- **The memoized path does not depend on the number of tokens.** It needs no bcrypt, no Redis and no candidate list: one HMAC, one map lookup and the fresh-state row (one indexed PostgreSQL query shared by every request waiting when it is sent: per event-loop turn, at most \`database.stateQueriesInFlight\` out at once).${scale !== undefined ? ` Measured: ${scale.points.map(pt => `${int(pt.memo.rps)} req/s at ${int(pt.total)}`).join(', ')}${overlap ? ' (the per-round ranges overlap: the differences are noise, not a trend)' : ''}.` : ''} What it needs is a PostgreSQL round trip that stays short (\`database.poolSize\`, default 3, is enough: the batching keeps few queries in flight) and a memo big enough for the active tokens.`)
-  p(`- **A memo miss costs one bcrypt compare** for a token with a lookup tag (every token this version mints), at any table size: ${ms(cmp)} ms of CPU at cost ${opts.cost} here. A token without a tag (imported) costs (k+1)/2 compares on its first verification, where k = untagged tokens sharing the prefix ~ total/4096 (~${ms(costPer(opts.tokens / 4096))} ms at ${int(opts.tokens)} tokens, ~${int(costPer(100_000 / 4096))} ms at 100,000, ~${num(costPer(1_000_000 / 4096) / 1000, 1)} s at 1,000,000, one compare after another), and one compare from then on: its first success writes its tag.`)
+  p(`- **A memo miss costs one bcrypt compare** for a token with a lookup tag (every token this version mints), at any table size: ${ms(cmp)} ms of CPU at cost ${opts.cost} here. A token without a tag (imported) costs (k+1)/2 compares on its first verification, where k = untagged tokens sharing the prefix, itself included, ~ 1 + total/4096 (~${ms(costPer(opts.tokens))} ms at ${int(opts.tokens)} tokens, ~${int(costPer(100_000))} ms at 100,000, ~${num(costPer(1_000_000) / 1000, 1)} s at 1,000,000, one compare after another), and one compare from then on: its first success writes its tag.`)
   p(`- **\`auth.memoMaxEntries\`** (default 100,000) must exceed the tokens active within one TTL; past it the least recently used entries are evicted (recency to the second) and those tokens pay the cold cost again.${d !== undefined ? ' Memory is small (see Memory).' : ''}`)
-  p(`- **\`auth.memoTtlSeconds\`** (default 3600; it was 300) sets how often each active token is re-verified: CPU = active tokens x ${ms(cmp)} ms / TTL for tagged tokens (the figures below are for untagged ones, (k+1)/2 compares each). With 10,000 active tokens and the old 300 s: ~${num((10_000 * costPer(1000 / 4096)) / 300 / 1000, 2)} cores at 1,000 tokens in the table, ~${num((10_000 * costPer(100_000 / 4096)) / 300 / 1000, 1)} cores at 100,000, ~${num((10_000 * costPer(1_000_000 / 4096)) / 300 / 1000, 0)} cores at 1,000,000; with the default 3600 s, 12x less: ~${num((10_000 * costPer(1000 / 4096)) / 3600 / 1000, 2)}, ~${num((10_000 * costPer(100_000 / 4096)) / 3600 / 1000, 1)} and ~${num((10_000 * costPer(1_000_000 / 4096)) / 3600 / 1000, 0)} cores. The memo is re-validated against the stored hash and the fresh state on every hit, so revocation, suspension and role changes apply at once whatever the TTL (README, Design notes). Refresh ahead re-verifies an entry in the background when a hit falls in the last 20 % of its (+-10 % jittered) life, so that work no longer lands on requests, but it still costs the CPU; if it cannot keep up, entries expire and are verified on the request path again, once per credential (single flight).`)
+  // Cores spent re-verifying 10,000 active tokens at a TTL: one compare each per TTL, 1.25 with refresh ahead at 80 % of the life.
+  const reverify = ttl => (10_000 * cmp) / ttl / 1000
+  p(`- **\`auth.memoTtlSeconds\`** (default 3600; it was 300) sets how often each active token is re-verified, one bcrypt compare each time at any table size: a token without a tag got one at its first verification. A token in steady use is renewed by refresh ahead at ~80 % of its (+-10 % jittered) TTL, 1.25 times per TTL; one whose requests are further apart than the last 20 % of its life expires first and is re-verified at its next request, at most once per TTL. CPU = active tokens x ${ms(cmp)} ms / TTL, 1.25x that for tokens in steady use: with 10,000 active tokens and the old 300 s, ~${num(reverify(300), 1)} cores (~${num(reverify(300) * 1.25, 1)} in steady use); with the default 3600 s, 12x less: ~${num(reverify(3600), 2)} (~${num(reverify(3600) * 1.25, 2)}). The memo is re-validated against the stored hash and the fresh state on every hit, so revocation, suspension and role changes apply at once whatever the TTL (README, Design notes). Refresh ahead re-verifies an entry in the background when a hit falls in the last 20 % of its life, so that work no longer lands on requests, but it still costs the CPU; if it cannot keep up, entries expire and are verified on the request path again, once per credential (single flight).`)
   p(`- **\`auth.bcryptCost\`**: each step down halves every cold cost (cost ${opts.cost - 2} is 4x cheaper than ${opts.cost}); it applies to tokens minted afterwards. **\`auth.bcryptConcurrency\`** (0 = one per core) and **\`auth.bcryptQueueSize\`** (32): beyond concurrency + queue, requests needing bcrypt get a quick 503. One per core saturates every core during cold bursts (see the stall check); cores - 1 keeps one for the event loop. \`UV_THREADPOOL_SIZE\` should equal the concurrency: the executable sets it to the cores when unset; a larger pool left 1-5% of the cores idle between compares here, a smaller one caps the concurrency (docs/kubernetes.md).`)
   p(`- **Wrong secrets cost no bcrypt** under a prefix whose rows all have a tag: the tag finds no row${scale !== undefined ? ` (measured ${scale.points.map(pt => `${pt.cold?.wrongCompares ?? '-'} compares / ${ms(pt.cold?.wrongMs)} ms at ${int(pt.total)}`).join(', ')})` : ''}. Under a prefix with untagged rows they still walk those (k compares); the failed-auth limiter counts every attempt when it starts, per address and per prefix (\`rateLimit.maxFailures\`, 100 per minute), so such a walk happens at most 100 times per prefix per minute whatever the number of source addresses, and a memo hit is never limited.`)
   p('- **PostgreSQL plans**: the benchmark\'s database has `random_page_cost = 1.1` and `plan_cache_mode = force_generic_plan` (`ALTER DATABASE ... SET`, as docs/DEPLOYMENT.md recommends for the sidecar\'s role; the sidecar sends no session `SET`, which a transaction pooler would leak into other clients\' sessions). With the server defaults, a table of a few thousand tokens was scanned instead of looked up by index, and the fresh-state statement was re-planned on most executions: 3-6x its server CPU.')
@@ -234,6 +279,6 @@ export function renderExpiryOnly (report, { resultsDir }) {
     '',
     `Generated by \`npm run bench -- ${opts.argv.join(' ')}\` on ${machine.date.slice(0, 16).replace('T', ' ')} UTC (the run took ${(report.elapsedSeconds / 60).toFixed(1)} min); raw numbers: \`${resultsDir}/results.json\`. Code: ${machine.commit}${opts.expiryBefore === null ? '' : `; "before" rows: \`${opts.expiryBefore}\``}. ${machine.cpuModel}, ${machine.nproc} cores, node ${machine.versions.node}. Other load on the machine, sampled in 3-s pauses between the variants: ${bg.length === 0 ? '-' : bg.map(b => `${b.toFixed(0)}%`).join(', ')} of all cores busy.`,
     '',
-    expiryMarkdown(report.expiry, { mdTable, verdict })
+    expiryMarkdown(report.expiry, { mdTable, verdict, machine })
   ].join('\n')
 }

@@ -3,6 +3,8 @@
 //   baseline  fastify + @fastify/http-proxy, no authentication (the floor of our stack)
 //   sidecar   createSidecar() from dist/ with the given config overrides
 //   bcrypt    no server: measures bcrypt.compare throughput on all cores
+//   assertion no server: the cost of one signed identity assertion (fresh, reused) and of Ed25519 alone
+import { sign } from 'node:crypto'
 import http from 'node:http'
 import { availableParallelism } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -85,7 +87,15 @@ async function startSidecar ({ overrides, dist }) {
     rejections: sidecar.bcrypt.rejections,
     bcryptConcurrency: sidecar.bcrypt.concurrency
   })
-  return { ...ports, bcryptConcurrency: sidecar.bcrypt.concurrency, threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)' }
+  return {
+    ...ports,
+    bcryptConcurrency: sidecar.bcrypt.concurrency,
+    // Absent from builds before issue 23.
+    backgroundConcurrency: sidecar.bcrypt.backgroundConcurrency ?? null,
+    // What this sidecar's config resolved to, for the report's Method.
+    poolSize: config.database.poolSize,
+    threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)'
+  }
 }
 
 /** Compares per second with every core busy, and the time of one compare alone. */
@@ -115,6 +125,107 @@ async function bcryptAlone ({ cost, seconds }) {
   return { comparesPerSecond: done / elapsed, compareMs: single[1], cores: availableParallelism(), threadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4) }
 }
 
+/** [median, min, max] of per-batch values. */
+function spread (values) {
+  const v = [...values].sort((a, b) => a - b)
+  return { median: v[Math.floor(v.length / 2)], min: v[0], max: v.at(-1), batches: v }
+}
+
+/**
+ * Issue 21: what one signed identity assertion costs, with the project's own
+ * signer (dist/auth/assertion.js) set up as the bench's assertion sidecar sets
+ * it up (same config overrides, key generated at start, a member's permissions).
+ *   fresh:   distinct credentials, so none is reused: one signature each, awaited
+ *            one at a time as the request hook does; wall and process CPU time
+ *            (jose signs through WebCrypto, whose Ed25519 job runs on libuv's threadpool).
+ *   reuse:   the same identity again while its assertion has more than half its
+ *            lifetime left: the cached string, returned synchronously.
+ *   ed25519: node:crypto sign() of the same signing input (header.payload), synchronous.
+ * Each is the median of `batches` batches, after one unrecorded batch of each (JIT).
+ */
+async function assertionCost ({ overrides, batches = 5, fresh = 2000, reuse = 200_000, ed25519 = 2000 }) {
+  const { loadConfig } = await import(new URL('config/load.js', DIST))
+  const { createAssertionSigner, loadAssertionKeys } = await import(new URL('auth/assertion.js', DIST))
+  const { createRoleTable } = await import(new URL('auth/principal.js', DIST))
+  const config = loadConfig({ env: {}, overrides })
+  const a = config.assertion
+  const keys = await loadAssertionKeys(a.keyFile)
+  const eff = createRoleTable(config.roles).effective('member', null)
+  const signer = () => createAssertionSigner({ keys, issuer: a.issuer, audience: a.audience, ttlSeconds: a.ttlSeconds, maxEntries: a.cacheMaxEntries })
+  let serial = 0
+  const principal = () => {
+    const n = String(serial++).padStart(12, '0')
+    return {
+      type: 'pat',
+      credentialId: `7d6f9a3e-0000-4000-8000-${n}`,
+      prefix: 'hg_pat_a1b',
+      userId: `0c1d2e3f-0000-4000-8000-${n}`,
+      orgId: '5a6b7c8d-0000-4000-8000-000000000001',
+      role: 'member',
+      permissions: eff.list,
+      permissionsHeader: eff.header,
+      expiresAt: '2027-01-01T00:00:00.000Z'
+    }
+  }
+  const cpuUs = () => { const u = process.cpuUsage(); return u.user + u.system }
+
+  async function freshBatch () {
+    // A signer per batch, so every batch fills the same empty cache.
+    const s = signer()
+    const ps = Array.from({ length: fresh }, principal)
+    const c0 = cpuUs()
+    const t0 = performance.now()
+    for (const p of ps) await s.assertionFor(p)
+    const wallUs = (performance.now() - t0) * 1000 / fresh
+    return { wallUs, cpuUs: (cpuUs() - c0) / fresh }
+  }
+  const s = signer()
+  const one = principal()
+  const token = await s.assertionFor(one)
+  function reuseBatch () {
+    let len = 0
+    const t0 = performance.now()
+    for (let i = 0; i < reuse; i++) {
+      const out = s.assertionFor(one)
+      if (typeof out !== 'string') throw new Error('assertion not reused')
+      len += out.length
+    }
+    const us = (performance.now() - t0) * 1000 / reuse
+    if (len !== token.length * reuse) throw new Error('assertion changed while reused')
+    return us
+  }
+  const input = Buffer.from(token.slice(0, token.lastIndexOf('.')))
+  function ed25519Batch () {
+    let len = 0
+    const t0 = performance.now()
+    for (let i = 0; i < ed25519; i++) len += sign(null, input, keys.signing.privateKey).length
+    if (len !== 64 * ed25519) throw new Error('unexpected Ed25519 signature length')
+    return (performance.now() - t0) * 1000 / ed25519
+  }
+
+  await freshBatch()
+  reuseBatch()
+  ed25519Batch()
+  const f = []
+  const r = []
+  const e = []
+  for (let b = 0; b < batches; b++) {
+    f.push(await freshBatch())
+    r.push(reuseBatch())
+    e.push(ed25519Batch())
+  }
+  return {
+    batches,
+    fresh: { count: fresh, wallUs: spread(f.map(x => x.wallUs)), cpuUs: spread(f.map(x => x.cpuUs)) },
+    reuse: { count: reuse, us: spread(r) },
+    ed25519: { count: ed25519, us: spread(e) },
+    tokenBytes: token.length,
+    ttlSeconds: a.ttlSeconds,
+    cacheMaxEntries: a.cacheMaxEntries,
+    threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)'
+  }
+}
+
 process.on('message', async msg => {
   try {
     switch (msg.cmd) {
@@ -126,6 +237,9 @@ process.on('message', async msg => {
       }
       case 'bcrypt':
         reply(msg.id, await bcryptAlone(msg.options))
+        break
+      case 'assertion':
+        reply(msg.id, await assertionCost(msg.options))
         break
       case 'stats': {
         if (msg.gc === true && typeof globalThis.gc === 'function') {
