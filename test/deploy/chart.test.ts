@@ -78,6 +78,9 @@ t.test('values.yaml satisfies values.schema.json; bad values are refused', async
     [{ secrets: { databaseUrl: 'postgres://user:pw@db/hg' } }, /secrets must NOT have additional properties/],
     [{ config: { adminToken: 'not-a-real-token-0000' } }, /config\/adminToken must NOT be valid/],
     [{ config: { database: { url: 'postgres://user:pw@db/hg' } } }, /config\/database\/url must NOT be valid/],
+    [{ config: { database: { migrateUrl: 'postgres://user:pw@db/hg' } } }, /config\/database\/migrateUrl must NOT be valid/],
+    [{ config: { redis: { password: 'fake-password' } } }, /config\/redis\/password must NOT be valid/],
+    [{ config: { redis: { sentinelPassword: 'fake-password' } } }, /config\/redis\/sentinelPassword must NOT be valid/],
     [{ podDisruptionBudget: { minAvailable: '50' } }, /minAvailable/],
     [{ serviceMonitor: { interval: '30' } }, /interval must match pattern/],
     [{ app: { port: 0 } }, /app\/port must be >= 1/],
@@ -615,7 +618,10 @@ t.test('rendered chart', async t => {
 
     for (const [name, values, re] of [
       ['Sentinel without its master name', { sidecar: { redis: { sentinels: ['s-0.cache:26379'] } } }, /sidecar\.redis\.sentinelName is required/],
-      ['Sentinel and Cluster at once', { sidecar: { redis: { sentinels: ['s-0.cache:26379'], sentinelName: 'm', clusterNodes: ['c-0.cache:6379'] } } }, /one Redis topology at a time/]
+      ['Sentinel and Cluster at once', { sidecar: { redis: { sentinels: ['s-0.cache:26379'], sentinelName: 'm', clusterNodes: ['c-0.cache:6379'] } } }, /one Redis topology at a time/],
+      // The sidecar ignores both without sentinels: a silent no-op would look like TLS or auth that is on.
+      ['sentinelTls without sentinels', { sidecar: { redis: { sentinelTls: true } } }, /apply to sentinels: set sidecar\.redis\.sentinels/],
+      ['a Sentinel password without sentinels', { secrets: { redisSentinelPasswordKey: 'REDIS_SENTINEL_PASSWORD' } }, /apply to sentinels: set sidecar\.redis\.sentinels/]
     ] as Array<[string, JsonObject, RegExp]>) {
       const r = await renderer.render([MIN_VALUES, overlay(values)])
       t.notOk(r.ok, `${name}: refused`)

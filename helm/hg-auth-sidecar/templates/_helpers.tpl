@@ -189,6 +189,9 @@ port of a native sidecar (kubernetes/kubernetes#127958).
     {{- if and $r.sentinels $r.clusterNodes }}
     {{- fail "sidecar.redis.sentinels and sidecar.redis.clusterNodes are both set: one Redis topology at a time" }}
     {{- end }}
+    {{- if and (not $r.sentinels) (or $r.sentinelTls .Values.secrets.redisSentinelPasswordKey) }}
+    {{- fail "sidecar.redis.sentinelTls and secrets.redisSentinelPasswordKey apply to sentinels: set sidecar.redis.sentinels (and sentinelName) too" }}
+    {{- end }}
     {{- if $r.sentinels }}
     - name: REDIS_SENTINELS
       value: {{ join "," $r.sentinels | quote }}
