@@ -18,25 +18,39 @@ function textFrame (text: string): Buffer {
   return out
 }
 
+/**
+ * A raw upgrade request for /live and one text frame: in the same write when `afterMs`
+ * is null, else in its own write that many ms later. Resolves with what came back
+ * once `echo:<text>` arrived, or after 6 s.
+ */
+function rawUpgrade (port: number, token: string, text: string, afterMs: number | null): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1')
+    let got = Buffer.alloc(0)
+    const timer = setTimeout(() => { sock.destroy(); resolve(got.toString('latin1')) }, 6000)
+    sock.on('data', (c: Buffer) => {
+      got = Buffer.concat([got, c])
+      if (got.includes(`echo:${text}`)) { clearTimeout(timer); sock.destroy(); resolve(got.toString('latin1')) }
+    })
+    sock.on('error', reject)
+    const request = Buffer.from('GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nX-API-Key: ${token}\r\n\r\n`)
+    if (afterMs === null) {
+      sock.write(Buffer.concat([request, textFrame(text)]))
+    } else {
+      sock.write(request)
+      setTimeout(() => sock.write(textFrame(text)), afterMs)
+    }
+  })
+}
+
 t.test('frames sent at once after the 101 are relayed', async t => {
   const { url: upstreamUrl } = await startEchoUpstream(t)
   const env = await startStack(t, { config: { routes: [{ prefix: '/', upstream: upstreamUrl }] } })
   const pat = await env.mintPat({ role: 'viewer' })
 
   // The frame in the same TCP write as the upgrade request.
-  const raw = await new Promise<string>((resolve, reject) => {
-    const sock = net.connect(env.port, '127.0.0.1')
-    let got = Buffer.alloc(0)
-    const timer = setTimeout(() => { sock.destroy(); resolve(got.toString('latin1')) }, 6000)
-    sock.on('data', (c: Buffer) => {
-      got = Buffer.concat([got, c])
-      if (got.includes('echo:now')) { clearTimeout(timer); sock.destroy(); resolve(got.toString('latin1')) }
-    })
-    sock.on('error', reject)
-    sock.write(Buffer.concat([Buffer.from(
-      'GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nX-API-Key: ${pat.token}\r\n\r\n`), textFrame('now')]))
-  })
+  const raw = await rawUpgrade(env.port, pat.token, 'now', null)
   t.match(raw, /^HTTP\/1\.1 101/, '101 first')
   t.ok(raw.includes('echo:now'), 'the frame that came with the upgrade request was relayed')
 
@@ -53,19 +67,7 @@ t.test('frames sent at once after the 101 are relayed', async t => {
 
   // The frame in its own write right after the upgrade request, before the 101 (authentication still running).
   const fresh = await env.mintPat({ role: 'viewer' })
-  const raw2 = await new Promise<string>((resolve, reject) => {
-    const sock = net.connect(env.port, '127.0.0.1')
-    let got = Buffer.alloc(0)
-    const timer = setTimeout(() => { sock.destroy(); resolve(got.toString('latin1')) }, 6000)
-    sock.on('data', (c: Buffer) => {
-      got = Buffer.concat([got, c])
-      if (got.includes('echo:later')) { clearTimeout(timer); sock.destroy(); resolve(got.toString('latin1')) }
-    })
-    sock.on('error', reject)
-    sock.write('GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nX-API-Key: ${fresh.token}\r\n\r\n`)
-    setTimeout(() => sock.write(textFrame('later')), 5)
-  })
+  const raw2 = await rawUpgrade(env.port, fresh.token, 'later', 5)
   t.match(raw2, /^HTTP\/1\.1 101/, '101 first')
   t.ok(raw2.includes('echo:later'), 'a frame sent before the 101 arrived was relayed')
 })
