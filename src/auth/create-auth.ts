@@ -94,7 +94,7 @@ export function createAuth (config: Config, deps: AuthDeps): Auth {
   const pipeline = createPipeline({
     policy: createPolicy(config, deps.localPrefixes),
     limiter,
-    memo: { key: memo.key, verified: key => memo.enabled && memo.get(key) !== undefined },
+    memo: { key: memo.key, verified: key => memo.enabled ? memo.get(key) : undefined },
     apiKeys: config.auth.apiKeys,
     authenticatePat,
     authenticateApiKey

@@ -9,6 +9,7 @@ import { extractCredential, type CredentialSource } from './credential-header.js
 import { Reason, REASON_ERROR, type AuthResult, type CredentialRef } from './outcome.js'
 import { checkPath } from './path-guard.js'
 import type { Policy, PolicyDecision } from './policy.js'
+import type { MemoHit } from './memo.js'
 import type { Principal } from './principal.js'
 import type { FailureLimiter, Gate } from './rate-limit.js'
 
@@ -54,6 +55,8 @@ export type PipelineResult = Pass | Refusal
 /** How a PAT is checked: `key` the memo key when the caller computed it; `walk` false forbids walking untagged rows with bcrypt (the prefix is rate-limited). */
 export interface PatCheck {
   key?: string
+  /** The memo entry the pipeline found under `key` in this same turn: not looked up again. */
+  hit?: MemoHit
   walk?: boolean
 }
 
@@ -64,7 +67,7 @@ export interface PipelineDeps {
   authenticateApiKey: (cred: ParsedCredential) => Promise<AuthResult>
   apiKeys: 'validate' | 'passthrough' | 'reject'
   /** The memo: a PAT this process has already verified (a memo hit) is never limited (docs/DESIGN.md §2.2). */
-  memo?: { key: (credential: string) => string, verified: (key: string) => boolean }
+  memo?: { key: (credential: string) => string, verified: (key: string) => MemoHit | undefined }
 }
 
 export interface Pipeline {
@@ -169,7 +172,8 @@ export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authent
   let key: string | undefined
   if (cred.kind === 'pat' && deps.memo !== undefined) {
     key = deps.memo.key(cred.value)
-    if (deps.memo.verified(key)) return start(false, { key }, 0)
+    const hit = deps.memo.verified(key)
+    if (hit !== undefined) return start(false, { key, hit }, 0)
   }
   if (!limiter.enabled) return start(false, { key }, 0)
   const gated = (gate: Gate): Authenticated | Promise<Authenticated> =>

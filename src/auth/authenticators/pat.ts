@@ -191,7 +191,7 @@ export function createPatAuthenticator (deps: PatAuthenticatorDeps): (cred: Pars
     const key = check.key ?? memo.key(cred.value)
     if (memo.isNegative(key)) return fail(Reason.badSecret)
     if (memo.enabled) {
-      const hit = memo.get(key)
+      const hit = check.hit ?? memo.get(key)
       if (hit !== undefined) {
         const state = await states.load(hit.id)
         if (state !== undefined && state.secretHash === hit.hash) {
