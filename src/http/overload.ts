@@ -34,6 +34,8 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
   let utilization = 0
   let heapUsed = 0
   let rss = 0
+  /** Decided once per sample; each request only reads it. */
+  let overloaded = false
 
   function sample (): void {
     try {
@@ -52,6 +54,10 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
     } catch {
       // EMFILE and the like: keep the last sample; the next tick tries again.
     }
+    overloaded = (opts.maxEventLoopDelayMs > 0 && delayMs > opts.maxEventLoopDelayMs) ||
+      (opts.maxEventLoopUtilization > 0 && utilization > opts.maxEventLoopUtilization) ||
+      (opts.maxHeapUsedBytes > 0 && heapUsed > opts.maxHeapUsedBytes) ||
+      (opts.maxRssBytes > 0 && rss > opts.maxRssBytes)
   }
   const timer = setInterval(sample, interval)
   timer.unref()
@@ -61,15 +67,8 @@ export function registerOverload (app: FastifyInstance, opts: OverloadOptions): 
     done()
   })
 
-  function overloaded (): boolean {
-    return (opts.maxEventLoopDelayMs > 0 && delayMs > opts.maxEventLoopDelayMs) ||
-      (opts.maxEventLoopUtilization > 0 && utilization > opts.maxEventLoopUtilization) ||
-      (opts.maxHeapUsedBytes > 0 && heapUsed > opts.maxHeapUsedBytes) ||
-      (opts.maxRssBytes > 0 && rss > opts.maxRssBytes)
-  }
-
   app.addHook('onRequest', (request, reply, done) => {
-    if (overloaded()) {
+    if (overloaded) {
       opts.onPressure(request, reply)
       return
     }
