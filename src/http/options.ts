@@ -9,19 +9,18 @@ import { clientErrorHandler, frameworkErrorHandler } from './reply.js'
 type Options = FastifyHttpOptions<Server, FastifyBaseLogger>
 
 /**
- * Node's header timeout (docs/DESIGN.md §2.1): a connection that has not sent a
- * whole request header in time gets 408 and is closed, so half-open
- * connections give their slot under the cap back. Checked every second
- * (Node's default is every 30 s, on top of its 60 s timeout).
+ * How often Node checks the header timeout (docs/DESIGN.md §2.1), which
+ * http/limits.ts sets: every second, not Node's 30 s, so half-open connections
+ * give their slot under the cap back on time. Only settable at creation.
  */
-function serverOptions (config: Config): NonNullable<Options['http']> {
-  return { headersTimeout: config.server.headersTimeoutMs, connectionsCheckingInterval: 1000 }
+function serverOptions (): NonNullable<Options['http']> {
+  return { connectionsCheckingInterval: 1000 }
 }
 
 /** The proxy listener's fastify options: request ids, lazy request loggers, every error body through the reply writer. */
 export function fastifyOptions (config: Config, log: Logger): Options {
   return {
-    http: serverOptions(config),
+    http: serverOptions(),
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger as unknown as NonNullable<Options['childLoggerFactory']>,
