@@ -42,6 +42,9 @@ const OPEN: Gate = { client: 0, prefix: 0 }
 
 interface Window { count: number, resetAt: number }
 
+/** Whole seconds until `ms` from now have passed, at least 1 (a Retry-After). */
+const secondsUntil = (ms: number): number => Math.max(1, Math.ceil(ms / 1000))
+
 /** Counts in this process only: each replica counts its own; bounded memory. */
 export function createFailureLimiter (opts: LimiterOptions): FailureLimiter {
   const now = opts.now ?? Date.now
@@ -49,7 +52,6 @@ export function createFailureLimiter (opts: LimiterOptions): FailureLimiter {
   const max = opts.maxFailures
   const enabled = max > 0
   const windows = new TtlMap<string, Window>({ maxEntries: opts.maxClients ?? 100_000, now })
-  const secondsLeft = (w: Window, t: number): number => Math.max(1, Math.ceil((w.resetAt - t) / 1000))
 
   /** Counts one failure; the seconds the key is blocked for when this one goes beyond the limit. */
   function count (key: string): number {
@@ -60,13 +62,13 @@ export function createFailureLimiter (opts: LimiterOptions): FailureLimiter {
       return max < 1 ? opts.windowSeconds : 0
     }
     w.count++
-    return w.count > max ? secondsLeft(w, t) : 0
+    return w.count > max ? secondsUntil(w.resetAt - t) : 0
   }
 
   function blocked (key: string): number {
     const t = now()
     const w = windows.get(key, t)
-    return w !== undefined && w.count >= max ? secondsLeft(w, t) : 0
+    return w !== undefined && w.count >= max ? secondsUntil(w.resetAt - t) : 0
   }
 
   function refund (key: string): void {
@@ -140,7 +142,7 @@ export function createRedisFailureLimiter (opts: RedisLimiterOptions): FailureLi
   function knownBlocked (key: string): number {
     const t = now()
     const until = known.get(key, t)
-    return until === undefined ? 0 : Math.max(1, Math.ceil((until - t) / 1000))
+    return until === undefined ? 0 : secondsUntil(until - t)
   }
 
   /** Counts one failure in Redis; the seconds blocked when beyond the limit. Falls back to `fallback` on any failure. */
@@ -151,7 +153,7 @@ export function createRedisFailureLimiter (opts: RedisLimiterOptions): FailureLi
       health.record()
       const t = now()
       if (n >= max) known.set(key, t + ttl, ttl, t)
-      return n > max ? Math.max(1, Math.ceil(ttl / 1000)) : 0
+      return n > max ? secondsUntil(ttl) : 0
     } catch (err) {
       health.record(err)
       return fallback()
