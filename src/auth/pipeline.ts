@@ -110,12 +110,16 @@ function rateLimited (seconds: number, kind: CredentialKind | null, prefix: stri
 export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authenticated | Promise<Authenticated> {
   const { limiter } = deps
   const ip = req.ip
+  /** A failure counted once known: the refusal is answered once the count is in, so the client's next request sees it. */
+  const countFailure = (r: Refusal): Refusal | Promise<Refusal> => {
+    const pending = limiter.fail(ip)
+    return pending === undefined ? r : pending.then(() => r)
+  }
   /** Refused before any lookup (nothing to verify): counted, or 429 when the address is already blocked. */
-  const early = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null): Refusal => {
+  const early = (reason: Reason, error: ErrorDef, kind: CredentialKind | null, prefix: string | null): Refusal | Promise<Refusal> => {
     const wait = limiter.blocked(ip)
     if (wait > 0) return rateLimited(wait, null, null)
-    limiter.fail(ip)
-    return refusal(reason, error, kind, prefix)
+    return countFailure(refusal(reason, error, kind, prefix))
   }
 
   const found = extractCredential(req.headers, req.rawHeaders)
@@ -134,16 +138,15 @@ export function authenticate (deps: PipelineDeps, req: PipelineRequest): Authent
   }
 
   const settle = (pending: Promise<AuthResult>, counted: boolean, prefixWait: number): Promise<Authenticated> => pending.then(
-    (result): Authenticated => {
+    (result): Authenticated | Promise<Authenticated> => {
       if (result.ok) {
         if (counted) limiter.refund(ip, cred.prefix)
         return { ok: true, principal: result.principal, source, kind: cred.kind, prefix: cred.prefix, passthrough: false }
       }
       if (result.reason === Reason.rateLimited) return rateLimited(prefixWait, cred.kind, cred.prefix)
-      if (cred.kind === 'api_key') limiter.fail(ip)
       const r = refusal(result.reason, result.error, cred.kind, cred.prefix)
       if (result.credential !== undefined) r.credential = result.credential
-      return r
+      return cred.kind === 'api_key' ? countFailure(r) : r
     },
     (err: unknown) => {
       const r = unavailable(cred, err)

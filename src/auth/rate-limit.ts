@@ -20,8 +20,13 @@ export interface FailureLimiter {
   readonly enabled: boolean
   /** This process's knowledge, at once: seconds the client is blocked for, 0 when not. */
   blocked(client: string): number
-  /** A failure with nothing to verify (no or a malformed credential): counted, never waited for. */
-  fail(client: string): void
+  /**
+   * A failure counted once known (no or a malformed credential, a wrong API
+   * key). A promise, only with a shared (Redis) counter, that settles once the
+   * failure is counted: the refusal waits for it, so the client's next request
+   * already sees it (never rejects).
+   */
+  fail(client: string): Promise<void> | undefined
   /** An attempt starts: one failure counted for the client and for the prefix. A promise only with a shared (Redis) counter. */
   begin(client: string, prefix: string): Gate | Promise<Gate>
   /** The attempt `begin` counted proved good (or failed for no fault of the client's): its failures are taken back. */
@@ -81,6 +86,7 @@ export function createFailureLimiter (opts: LimiterOptions): FailureLimiter {
     blocked: client => enabled ? blocked(clientKey(client)) : 0,
     fail (client) {
       if (enabled) count(clientKey(client))
+      return undefined
     },
     begin (client, prefix) {
       if (!enabled) return OPEN
@@ -179,8 +185,8 @@ export function createRedisFailureLimiter (opts: RedisLimiterOptions): FailureLi
       return Math.max(knownBlocked(clientKey(c)), local.blocked(c))
     },
     fail (c) {
-      if (!enabled || knownBlocked(clientKey(c)) > 0) return
-      void hit(clientKey(c), () => { local.fail(c); return 0 })
+      if (!enabled || knownBlocked(clientKey(c)) > 0) return undefined
+      return hit(clientKey(c), () => { local.fail(c); return 0 }).then(() => undefined)
     },
     begin (c, prefix) {
       if (!enabled) return OPEN

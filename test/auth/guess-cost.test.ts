@@ -8,6 +8,7 @@ import { request } from '../helpers/http.js'
 import { heldToken, metric, send, until } from '../helpers/queue.js'
 import { REDIS_URL } from '../helpers/services.js'
 import { rememberSecret, startStack, type Stack } from '../helpers/stack.js'
+import { startTcpProxy } from '../helpers/tcp-proxy.js'
 
 // Issue 18, docs/DESIGN.md §2.2: what a guess costs. Compares are read from the
 // bcrypt histogram's count, PostgreSQL lookups from the store's query observer.
@@ -230,4 +231,39 @@ t.test('an API key costs the limiter nothing when valid; failed keys are counted
   for (let i = 0; i < 3; i++) t.equal((await env.get('/api/scans', wrong)).statusCode, 401)
   t.equal((await env.get('/api/scans', wrong)).statusCode, 429, 'failed keys count toward the address\'s budget')
   t.equal((await env.get('/api/scans', key.token)).statusCode, 429, 'and a blocked address waits with any key')
+})
+
+t.test('a failure counted once known is in Redis before its answer: the next request sees it, however slow Redis is', async t => {
+  // Found by CI: the count was sent and not waited for, so on a slow machine the
+  // client's next request could start before it was in (401 where 429 was due).
+  // Redis is slowed here by holding what the sidecar sends it; under the old code
+  // the refusal answers at once and the request after it is not refused.
+  const redis = new URL(REDIS_URL)
+  const relay = await startTcpProxy(t, redis.hostname, Number(redis.port === '' ? 6379 : redis.port))
+  const env = await startStack(t, {
+    redisUrl: relay.url('redis'),
+    config: { redis: { commandTimeoutMs: 30_000 }, auth: { rateLimit: { maxFailures: 2, windowSeconds: 60 } } }
+  })
+  const orgId = await env.createOrg()
+  const userId = await env.createUser()
+  await env.addMember(orgId, userId, 'admin')
+  const key = await env.service.createApiKey({ orgId, createdBy: userId, name: 'ci', role: 'member' })
+  const wrong = key.token.slice(0, -1) + (key.token.endsWith('0') ? '1' : '0')
+  rememberSecret(wrong)
+  const cases: Array<[string, string, string]> = [
+    ['a malformed credential', 'hg_pat_nope', '127.0.10.1'],
+    ['a wrong API key', wrong, '127.0.10.2']
+  ]
+  for (const [name, credential, localAddress] of cases) {
+    const get = async (): Promise<number> =>
+      (await request(env.port, '/api/scans', { headers: { 'x-api-key': credential }, localAddress })).statusCode
+    t.equal(await get(), 401, `${name}: the first failure`)
+    relay.hold()
+    // The second failure is answered only once counted; the request after it goes
+    // out as soon as it is answered, while Redis is still held under the old code.
+    const next = get().then(async second => [second, await get()])
+    await new Promise(resolve => setTimeout(resolve, 300))
+    relay.release()
+    t.same(await next, [401, 429], `${name}: the second failure, then 429 at once`)
+  }
 })

@@ -7,6 +7,10 @@ export interface TcpProxy {
   cut(): void
   /** Accepts and forwards again. */
   restore(): void
+  /** Keeps what clients send from the service (buffered, in order) until `release`: the service looks slow. */
+  hold(): void
+  /** Forwards what `hold` kept, and everything after it. */
+  release(): void
   close(): Promise<void>
 }
 
@@ -17,6 +21,7 @@ interface Teardown {
 /** A TCP relay in front of a real service, so a test can take it away and bring it back. */
 export async function startTcpProxy (t: Teardown, targetHost: string, targetPort: number): Promise<TcpProxy> {
   let up = true
+  let held: Array<() => void> | null = null
   const sockets = new Set<net.Socket>()
   const server = net.createServer(client => {
     if (!up) {
@@ -34,7 +39,10 @@ export async function startTcpProxy (t: Teardown, targetHost: string, targetPort
     }
     client.on('error', drop).on('close', drop)
     upstream.on('error', drop).on('close', drop)
-    client.pipe(upstream)
+    client.on('data', (chunk: Buffer) => {
+      if (held === null) upstream.write(chunk)
+      else held.push(() => upstream.write(chunk))
+    })
     upstream.pipe(client)
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
@@ -49,6 +57,14 @@ export async function startTcpProxy (t: Teardown, targetHost: string, targetPort
     },
     restore () {
       up = true
+    },
+    hold () {
+      held ??= []
+    },
+    release () {
+      const kept = held ?? []
+      held = null
+      for (const write of kept) write()
     },
     close: () => new Promise<void>(resolve => {
       proxy.cut()
