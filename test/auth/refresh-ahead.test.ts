@@ -36,6 +36,8 @@ t.test('a hit in the refresh window is answered from the memo and triggers one b
   const hitsBefore = await metric(env, HITS)
   for (let i = 0; i < 3; i++) t.equal((await env.get('/api/scans', token)).statusCode, 200, 'answered while its refresh has not run')
   t.equal(await metric(env, HITS), hitsBefore + 3, 'from the memo')
+  // The refresh reaches the bcrypt queue after its tag lookup, off the request path: waited for, not assumed.
+  await until('the refresh is queued', () => pool.backgroundQueued === 1)
   t.equal(pool.backgroundQueued, 1, 'one refresh scheduled for three hits in the window')
   t.equal(pool.queued, 0, 'not in the request queue')
   t.equal(pool.compares, 2, 'the refresh has not run yet: only the slow compare has')
@@ -62,6 +64,7 @@ t.test('a revoked token is refused on the next request even while its refresh is
   await until('the slow compare runs', () => pool.active === 1)
   advance(85)
   t.equal((await env.get('/api/scans', pat.token)).statusCode, 200)
+  await until('its refresh is queued', () => pool.backgroundQueued === 1)
   t.equal(pool.backgroundQueued, 1, 'its refresh waits')
 
   // In-process (the CLI's own service): a CLI process start can outlast the slow compare.
@@ -91,6 +94,7 @@ t.test('a request that misses while a refresh waits joins it and moves it up to 
   await until('the slow compare runs', () => pool.active === 1)
   advance(85)
   t.equal((await env.get('/api/scans', token)).statusCode, 200)
+  await until('its refresh is queued', () => pool.backgroundQueued === 1)
   t.equal(pool.backgroundQueued, 1)
 
   advance(20)

@@ -191,6 +191,17 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
   let opsPort = 0
   let adminPort = 0
   if (opts.listen !== false) ({ port, opsPort, adminPort } = await sidecar.listen())
+  // The shared Redis answers; wait for the sidecar's connection, so a test's first
+  // requests are not counted and cached in process while it is still being made
+  // (Redis connected mid-test splits a limiter's count in two). A test that
+  // passes its own Redis URL decides for itself.
+  if (opts.redisUrl === undefined && redisUrl !== null) {
+    const end = Date.now() + 10_000
+    while (sidecar.cache.status() !== 'ok') {
+      if (Date.now() > end) throw new Error('the sidecar\'s Redis connection was not ready within 10 s')
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+  }
 
   const sql: pg.Pool = embedded ? sidecar.db.pool : new pg.Pool({ connectionString: databaseUrl, max: 2 })
   if (!embedded) {
