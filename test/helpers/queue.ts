@@ -8,13 +8,7 @@ import { rememberSecret, type Stack } from './stack.js'
 // compare holds the pool's one slot until the test releases it, while the test
 // arranges what waits behind it (Stack.hold: no race with the machine's load).
 
-export async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
+export { until } from './until.js'
 
 /** A valid PAT whose hash has the given bcrypt cost. */
 export async function tokenWithCost (env: Stack, cost: number): Promise<string> {

@@ -13,6 +13,7 @@ import { migrate } from '../../src/store/migrate.js'
 import { request, startUpstream, type RequestOptions, type Response, type Upstream } from './http.js'
 import { createEmbeddedDatabase, embeddedMode } from './embedded.js'
 import { createRedisNamespace, createTestDatabase, REDIS_URL } from './services.js'
+import { until } from './until.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const CLI = fileURLToPath(new URL('../../dist/cli/bin.cjs', import.meta.url))
@@ -195,13 +196,7 @@ export async function startStack (t: Tap, opts: StackOptions = {}): Promise<Stac
   // requests are not counted and cached in process while it is still being made
   // (Redis connected mid-test splits a limiter's count in two). A test that
   // passes its own Redis URL decides for itself.
-  if (opts.redisUrl === undefined && redisUrl !== null) {
-    const end = Date.now() + 10_000
-    while (sidecar.cache.status() !== 'ok') {
-      if (Date.now() > end) throw new Error('the sidecar\'s Redis connection was not ready within 10 s')
-      await new Promise(resolve => setTimeout(resolve, 5))
-    }
-  }
+  if (opts.redisUrl === undefined && redisUrl !== null) await until('the sidecar\'s Redis connection is ready', () => sidecar.cache.status() === 'ok', 10_000)
 
   const sql: pg.Pool = embedded ? sidecar.db.pool : new pg.Pool({ connectionString: databaseUrl, max: 2 })
   if (!embedded) {
