@@ -5,6 +5,7 @@
 // 503s. With --expiry-before, the same variants run on another build's dist/
 // (the code before the change) for a before/after comparison.
 import bcrypt from 'bcrypt'
+import { timeCompare } from './bcrypt-time.mjs'
 import { pin } from './proc.mjs'
 import { insertPats, insertWorld, makeWorld, mintPats } from './seed.mjs'
 import { int, ms, num, ratio, x } from './stats.mjs'
@@ -14,19 +15,6 @@ const NEVER = 86_400
 const WAVE_GAP_S = 3
 
 const sleep = t => new Promise(resolve => setTimeout(resolve, t))
-
-/** One bcrypt compare at `cost`, in ms: the median of `n`, in this (otherwise idle) process. */
-async function compareMs (cost, n) {
-  const secret = 'hg_pat_' + 'cd'.repeat(24)
-  const hash = await bcrypt.hash(secret, cost)
-  const t = []
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now()
-    await bcrypt.compare(secret, hash)
-    t.push(performance.now() - t0)
-  }
-  return t.sort((a, b) => a - b)[Math.floor(n / 2)]
-}
 
 /**
  * Waves of bcrypt work from cumulative compare samples: maximal runs of
@@ -69,6 +57,7 @@ export async function runExpiry (ctx, opts) {
   await insertPats(db.pool, rows)
   await sendTokens('expiry', rows.map(r => r.token))
   // For the report's reason for the low cost: one compare at this cost and at the rest of the bench's.
+  const compareMs = async (c, n) => (await timeCompare(bcrypt, 'hg_pat_' + 'cd'.repeat(24), c, n)).ms
   const compare = { [cost]: await compareMs(cost, 9), [opts.cost]: await compareMs(opts.cost, 5) }
 
   const variants = [
