@@ -13,14 +13,12 @@ type Options = FastifyHttpOptions<Server, FastifyBaseLogger>
  * http/limits.ts sets: every second, not Node's 30 s, so half-open connections
  * give their slot under the cap back on time. Only settable at creation.
  */
-function serverOptions (): NonNullable<Options['http']> {
-  return { connectionsCheckingInterval: 1000 }
-}
+const SERVER_OPTIONS: NonNullable<Options['http']> = { connectionsCheckingInterval: 1000 }
 
 /** The proxy listener's fastify options: request ids, lazy request loggers, every error body through the reply writer. */
 export function fastifyOptions (config: Config, log: Logger): Options {
   return {
-    http: serverOptions(),
+    http: SERVER_OPTIONS,
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger as unknown as NonNullable<Options['childLoggerFactory']>,
